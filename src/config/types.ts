@@ -1,0 +1,38 @@
+/**
+ * The resolved configuration: one typed object. Key names are the contract of
+ * shared/api.md (`ws.port` is `config.ws.port`, `--ws.port=`, `MOOR_WS_PORT`).
+ * Defaults and validation live in src/config/schema.ts.
+ */
+export interface Config {
+  /** Worker processes (default: number of cores). */
+  workers: number;
+  ws: {
+    port: number;
+    host: string;
+    path: string;
+    /** First per-worker resume port; 0 means ws.port + 1 (worker i listens on base + i). */
+    resume_port_base: number;
+  };
+  tcp: { port: number; host: string };
+  tls: { cert: string; key: string };
+  api: { port: number; host: string; keys: string[]; max_body: number };
+  auth: { jwt_secret: string; jwt_public_key: string };
+  store: { kind: 'embedded' | 'redis'; path: string; redis_url: string };
+  node: { id: string; advertise: string };
+  upstream: { url: string; timeout_ms: number; concurrency: number };
+  heartbeat: {
+    /** Interval advised in WELCOME until the smart policy knows better. */
+    default_ms: number;
+    /** Added to 2 x interval before an idle session is closed. */
+    grace_ms: number;
+  };
+  limits: {
+    max_frame: number;
+    handshake_timeout_ms: number;
+    /** Pushes replayed per page after HELLO and per SYNC (SyncRequest.limit is capped to it). */
+    sync_page: number;
+    /** Buffered bytes a session may hold before sends are dropped (backpressure). */
+    max_buffered: number;
+  };
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+}

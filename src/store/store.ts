@@ -1,0 +1,75 @@
+/**
+ * The storage seam: every engine (embedded lmdb, Redis) implements `Store`, and one
+ * shared suite (test/store-suite.ts) runs against each. All methods are async so
+ * networked engines fit; a resolved write is durable (it survives a crash).
+ */
+
+/** A durable push as kept in a device's inbox. */
+export interface StoredPush {
+  seq: number;
+  id: string;
+  topic: string;
+  body: Buffer;
+  /** 0 NORMAL, 1 HIGH, 2 BULK (protocol.md Priority). */
+  priority: number;
+  /** 0 = never expires. */
+  expiresAtMs: number;
+  sentAtMs: number;
+}
+
+export type NewPush = Omit<StoredPush, 'seq'>;
+
+export interface InboxHeads {
+  /** Newest seq ever assigned to the device (0 if none). */
+  headSeq: number;
+  /** Highest cumulative ACK (Ack.up_to_seq) received. */
+  ackedSeq: number;
+}
+
+export interface ReadResult {
+  pushes: StoredPush[];
+  /** True when unexpired pushes remain after the last one returned. */
+  more: boolean;
+  headSeq: number;
+}
+
+/** What the gateway remembers of a device between sessions (api.md GET /v1/devices). */
+export interface DeviceRecord {
+  deviceId: string;
+  firstSeenMs: number;
+  connectedAtMs: number;
+  network: { kind: number; carrier: string };
+  heartbeatMs: number;
+  node: string;
+  worker: number;
+}
+
+export interface Store {
+  readonly kind: string;
+  /** Append one durable push per item, in one atomic write; returns the seqs in item order. */
+  append(items: ReadonlyArray<{ deviceId: string; push: NewPush }>): Promise<number[]>;
+  /** Unexpired pushes with seq > afterSeq, oldest first, at most `limit`. */
+  readAfter(deviceId: string, afterSeq: number, limit: number, nowMs: number): Promise<ReadResult>;
+  /** Delete pushes with seq <= upToSeq and those listed; raises ackedSeq to upToSeq. */
+  ack(deviceId: string, upToSeq: number, seqs: readonly number[]): Promise<void>;
+  heads(deviceId: string): Promise<InboxHeads>;
+  /** Remove up to `limit` expired pushes; returns how many were removed. */
+  sweepExpired(nowMs: number, limit: number): Promise<number>;
+  /** Number of pushes currently stored (all devices), for the inbox-depth gauge. */
+  depth(): Promise<number>;
+
+  putDevice(rec: DeviceRecord): Promise<void>;
+  getDevice(deviceId: string): Promise<DeviceRecord | null>;
+
+  /** Idempotency keys of the push API: remember a JSON answer for ttlMs. */
+  getIdempotent(key: string, nowMs: number): Promise<string | null>;
+  putIdempotent(key: string, answer: string, expiresAtMs: number): Promise<void>;
+
+  /** Small named documents (heartbeat class table, dictionary index, ...). */
+  getMeta(key: string): Promise<Buffer | null>;
+  putMeta(key: string, value: Buffer): Promise<void>;
+
+  /** Cheap reachability probe for /readyz. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
