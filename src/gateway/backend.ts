@@ -1,0 +1,151 @@
+/**
+ * The worker's side of the HTTP API (src/api/backend.ts): pushes are stored first,
+ * then routed through the presence directory in O(1) mesh hops.
+ */
+import { createHash } from 'node:crypto';
+import type { ApiBackend, DeviceInfo, PushCommand, PushOutcome } from '../api/backend';
+import { ErrorCode } from '../protocol/constants';
+import { moor } from '../protocol/generated/moor';
+import { Op, type PushHeader, shardOf } from '../mesh/ops';
+import type { Gateway } from './gateway';
+
+/** How long an idempotency key's answer is remembered. */
+const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+
+export class StoreUnavailableError extends Error {
+  readonly code = 'STORE_UNAVAILABLE' as const;
+}
+
+export interface BackendHooks {
+  metrics(): Promise<{ contentType: string; body: string }>;
+  ready(): Promise<{ ok: boolean; reasons: string[] }>;
+  dict(id: number): Promise<Buffer | null>;
+}
+
+export class WorkerBackend implements ApiBackend {
+  constructor(
+    private readonly gw: Gateway,
+    private readonly hooks: BackendHooks,
+  ) {}
+
+  async push(cmd: PushCommand): Promise<PushOutcome> {
+    const { store } = this.gw.deps;
+    let idemKey = '';
+    if (cmd.idGiven) {
+      // Scoped per API key so two backends cannot collide on each other's ids.
+      idemKey = `${createHash('sha256').update(cmd.apiKey).digest('base64url').slice(0, 16)}:${cmd.id}`;
+      const prior = await guard(store.getIdempotent(idemKey, Date.now()));
+      if (prior) return JSON.parse(prior) as PushOutcome;
+    }
+    const now = Date.now();
+    const hdr: PushHeader = { id: cmd.id, topic: cmd.target.kind === 'topic' ? cmd.target.topic : '', priority: cmd.priority, exp: cmd.ttlMs > 0 ? now + cmd.ttlMs : 0, sent: now };
+    let outcome: PushOutcome;
+    if (cmd.target.kind === 'device') {
+      const ids = cmd.target.deviceIds;
+      let seqs: number[] | undefined;
+      if (cmd.durable) {
+        seqs = await guard(store.append(ids.map((deviceId) => ({ deviceId, push: { id: hdr.id, topic: hdr.topic, body: cmd.body, priority: hdr.priority, expiresAtMs: hdr.exp, sentAtMs: now } }))));
+      }
+      this.gw.deps.metrics.pushesAccepted(ids.length);
+      const online = await this.route(hdr, ids, seqs, cmd.body);
+      outcome = { id: cmd.id, accepted: ids.length, online, ...(seqs ? { seqs } : {}) };
+    } else {
+      const topic = cmd.target.kind === 'topic' ? cmd.target.topic : null;
+      this.gw.deps.metrics.pushesAccepted(1);
+      const online = await this.fanout(hdr, topic, cmd.body);
+      outcome = { id: cmd.id, accepted: 1, online };
+    }
+    if (idemKey) await guard(store.putIdempotent(idemKey, JSON.stringify(outcome), now + IDEMPOTENCY_TTL_MS));
+    return outcome;
+  }
+
+  /** Group devices by directory shard: one ROUTE request per shard. */
+  private async route(hdr: PushHeader, ids: string[], seqs: number[] | undefined, body: Buffer): Promise<number> {
+    const { workerCount } = this.gw.deps;
+    const byShard = new Map<number, Array<[string, number]>>();
+    ids.forEach((d, i) => {
+      const shard = shardOf(d, workerCount);
+      let list = byShard.get(shard);
+      if (!list) byShard.set(shard, (list = []));
+      list.push([d, seqs ? seqs[i] : 0]);
+    });
+    const answers = await Promise.all(
+      [...byShard].map(([shard, devs]) =>
+        this.gw.mesh.request(shard, Op.ROUTE, { t: hdr, devs }, body).then(
+          (r) => (Array.isArray(r.hdr.online) ? r.hdr.online.length : 0),
+          // Shard unreachable (restarting): durable pushes wait in the inbox.
+          () => 0,
+        ),
+      ),
+    );
+    return answers.reduce((a, b) => a + b, 0);
+  }
+
+  private async fanout(hdr: PushHeader, topic: string | null, body: Buffer): Promise<number> {
+    const { workerCount } = this.gw.deps;
+    const answers = await Promise.all(
+      Array.from({ length: workerCount }, (_, w) =>
+        this.gw.mesh.request(w, Op.FANOUT, { t: hdr, topic }, body).then(
+          (r) => (typeof r.hdr.online === 'number' ? r.hdr.online : 0),
+          () => 0,
+        ),
+      ),
+    );
+    return answers.reduce((a, b) => a + b, 0);
+  }
+
+  async deviceInfo(deviceId: string): Promise<DeviceInfo | null> {
+    const { store, workerCount, config } = this.gw.deps;
+    const [rec, heads, loc] = await Promise.all([
+      guard(store.getDevice(deviceId)),
+      guard(store.heads(deviceId)),
+      this.gw.mesh.request(shardOf(deviceId, workerCount), Op.LOOKUP, { d: deviceId }).then(
+        (r) => r.hdr as { w: number },
+        () => ({ w: -1 }),
+      ),
+    ]);
+    if (!rec) return null;
+    const online = loc.w >= 0;
+    return {
+      online,
+      node: online ? config.node.id : rec.node || null,
+      worker: online ? loc.w : null,
+      connected_at: new Date(rec.connectedAtMs).toISOString(),
+      network: { kind: networkName(rec.network.kind), carrier: rec.network.carrier },
+      heartbeat_ms: rec.heartbeatMs,
+      head_seq: heads.headSeq,
+      acked_seq: heads.ackedSeq,
+    };
+  }
+
+  async kick(deviceId: string): Promise<boolean> {
+    const shard = shardOf(deviceId, this.gw.deps.workerCount);
+    const r = await this.gw.mesh.request(shard, Op.KICK_DEVICE, { d: deviceId, code: ErrorCode.REPLACED, msg: 'session closed by the operator' });
+    return r.hdr.kicked === true;
+  }
+
+  metrics(): Promise<{ contentType: string; body: string }> {
+    return this.hooks.metrics();
+  }
+
+  ready(): Promise<{ ok: boolean; reasons: string[] }> {
+    return this.hooks.ready();
+  }
+
+  dict(id: number): Promise<Buffer | null> {
+    return this.hooks.dict(id);
+  }
+}
+
+function networkName(kind: number): string {
+  return moor.v1.NetworkKind[kind] ?? 'NET_UNKNOWN';
+}
+
+/** Store failures surface as one typed error, which the API answers with 503. */
+async function guard<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    throw new StoreUnavailableError(`store unavailable: ${(err as Error).message}`);
+  }
+}

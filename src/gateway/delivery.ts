@@ -1,0 +1,135 @@
+/**
+ * Getting pushes to devices: replay from the inbox after HELLO, SYNC pages, live
+ * delivery of routed pushes, and topic/broadcast fan-out. Durable pushes are in the
+ * store before any of this runs, so a send that fails loses nothing: the device gets
+ * it on its next replay.
+ */
+import { FrameType } from '../protocol/constants';
+import type { PushHeader } from '../mesh/ops';
+import type { StoredPush } from '../store/store';
+import { type PushTemplate, pushFrame, syncDoneFrame } from './frames';
+import type { Gateway } from './gateway';
+import { ALL_TOPIC, topicKey } from './handlers';
+import { SendResult, type Session, SessionState } from './session';
+
+function template(h: PushHeader, body: Uint8Array): PushTemplate {
+  return { id: h.id, topic: h.topic, body, priority: h.priority, expiresAtMs: h.exp, sentAtMs: h.sent };
+}
+
+function sendStored(gw: Gateway, s: Session, p: StoredPush): number {
+  const r = gw.send(s, FrameType.PUSH, pushFrame(p.seq, p));
+  if (r !== SendResult.DROPPED) gw.deps.metrics.pushDelivered(Date.now() - p.sentAtMs);
+  return r;
+}
+
+/** Resolves when the session's transport has drained or the session is gone. */
+function drained(s: Session): Promise<void> {
+  return new Promise((resolve) => {
+    s.waiter = resolve;
+  });
+}
+
+/**
+ * Send every stored push after `afterSeq`, page by page, then hand over to live
+ * delivery. Live durable pushes that arrive meanwhile are left to this loop.
+ */
+export function replay(gw: Gateway, s: Session, afterSeq: number): void {
+  s.replaying++;
+  replayLoop(gw, s, afterSeq)
+    .catch((err) => gw.deps.log.warn({ err, device: s.deviceId }, 'replay interrupted; the device can SYNC'))
+    .finally(() => {
+      s.replaying--;
+    });
+}
+
+async function replayLoop(gw: Gateway, s: Session, cursor: number): Promise<void> {
+  const { store, config } = gw.deps;
+  const page = config.limits.sync_page;
+  const highWater = config.limits.max_buffered / 2;
+  for (;;) {
+    const r = await store.readAfter(s.deviceId, cursor, page, Date.now());
+    if (s.state !== SessionState.OPEN) return;
+    let dropped = false;
+    s.transport.cork(s, () => {
+      for (const p of r.pushes) {
+        if (sendStored(gw, s, p) === SendResult.DROPPED) {
+          dropped = true;
+          break;
+        }
+        cursor = p.seq;
+      }
+    });
+    if (cursor > s.sentSeq) s.sentSeq = cursor;
+    if (dropped || s.transport.bufferedAmount(s) > highWater) {
+      await drained(s);
+      if (s.state !== SessionState.OPEN) return;
+      continue;
+    }
+    if (r.more || s.liveMissed > cursor) continue;
+    return;
+  }
+}
+
+/** Answer a SYNC: one page of stored pushes after `afterSeq`, then SYNC_DONE. */
+export function syncPage(gw: Gateway, s: Session, afterSeq: number, limit: number): void {
+  const max = gw.deps.config.limits.sync_page;
+  const n = limit > 0 && limit < max ? limit : max;
+  gw.deps.store.readAfter(s.deviceId, afterSeq, n, Date.now()).then(
+    (r) => {
+      if (s.state !== SessionState.OPEN) return;
+      s.transport.cork(s, () => {
+        for (const p of r.pushes) sendStored(gw, s, p);
+        gw.send(s, FrameType.SYNC_DONE, syncDoneFrame(r.headSeq, r.more));
+      });
+    },
+    (err) => {
+      gw.deps.log.warn({ err, device: s.deviceId }, 'SYNC failed: store unavailable');
+      if (s.state === SessionState.OPEN) gw.send(s, FrameType.SYNC_DONE, syncDoneFrame(0, true));
+    },
+  );
+}
+
+/** Live delivery to sessions held by this worker. `devs` are [deviceId, seq] (seq 0 = transient). */
+export function deliverLocal(gw: Gateway, h: PushHeader, devs: Array<[string, number]>, body: Uint8Array): void {
+  const t = template(h, body);
+  let transient: Buffer | null = null;
+  const latency = Date.now() - h.sent;
+  for (const [deviceId, seq] of devs) {
+    const s = gw.hub.get(deviceId);
+    if (!s || s.state !== SessionState.OPEN) continue;
+    if (seq > 0 && s.replaying > 0) {
+      // The replay loop reads the inbox again up to this seq.
+      if (seq > s.liveMissed) s.liveMissed = seq;
+      continue;
+    }
+    let frame: Buffer;
+    if (seq === 0) frame = transient ??= pushFrame(0, t);
+    else frame = pushFrame(seq, t);
+    const r = gw.send(s, FrameType.PUSH, frame);
+    if (r === SendResult.DROPPED) continue;
+    if (seq > s.sentSeq) s.sentSeq = seq;
+    gw.deps.metrics.pushDelivered(latency);
+  }
+}
+
+/**
+ * Transient fan-out to this worker's subscribers of `topic` (null = everyone).
+ * Deferred to the next turn: uWS publish is 14x slower when called inside a
+ * request handler (design.md).
+ */
+export function fanoutLocal(gw: Gateway, h: PushHeader, topic: string | null, body: Uint8Array): Promise<number> {
+  const key = topic === null ? ALL_TOPIC : topicKey(topic);
+  const frame = pushFrame(0, template(h, body));
+  return new Promise((resolve) => {
+    setImmediate(() => {
+      let n = gw.publish(key, frame);
+      const tcp = gw.hub.tcpSubscribers(key);
+      if (tcp) {
+        for (const s of tcp) {
+          if (s.state === SessionState.OPEN && gw.send(s, FrameType.PUSH, frame) !== SendResult.DROPPED) n++;
+        }
+      }
+      resolve(n);
+    });
+  });
+}

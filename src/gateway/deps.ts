@@ -1,0 +1,43 @@
+/** What a worker's gateway is built from; assembled in src/cluster/worker.ts. */
+import type { Logger } from 'pino';
+import type { Config } from '../config/types';
+import type { Store } from '../store/store';
+import type { TokenVerifier } from './auth';
+
+/** The gateway's view of the metrics registry (src/metrics/), kept narrow so the hot path stays cheap. */
+export interface GatewayMetrics {
+  connOpened(transport: number): void;
+  connClosed(transport: number): void;
+  handshake(result: 'ok' | 'auth_failed' | 'protocol_error' | 'timeout' | 'internal'): void;
+  frameIn(type: number, bytes: number): void;
+  frameOut(type: number, bytes: number): void;
+  pushesAccepted(n: number): void;
+  pushDelivered(latencyMs: number): void;
+  pushesAcked(n: number): void;
+  error(code: number): void;
+}
+
+export interface Forwarder {
+  forward(req: {
+    method: string;
+    body: Buffer;
+    meta: Record<string, string>;
+    deviceId: string;
+    sessionId: string;
+  }): Promise<{ status: number; body: Buffer; error: string }>;
+}
+
+export interface GatewayDeps {
+  config: Config;
+  store: Store;
+  verifier: TokenVerifier;
+  forwarder: Forwarder;
+  metrics: GatewayMetrics;
+  log: Logger;
+  workerIndex: number;
+  workerCount: number;
+  /** Directory for the mesh's unix sockets (one per worker). */
+  meshDir: string;
+  /** host:port announced in WELCOME.resume_endpoint, per transport kind. */
+  resumeEndpoints: [string, string];
+}

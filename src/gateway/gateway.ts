@@ -1,0 +1,277 @@
+/**
+ * A worker's gateway: the sessions it holds, its shard of the presence directory,
+ * and the mesh that joins it to the other workers. Frame handling lives in
+ * handlers.ts, delivery in delivery.ts; this file owns the session lifecycle.
+ */
+import { DEVICE_TO_GATEWAY, ErrorCode, type ErrorCodeValue, FLAG_CODEC_MASK, FRAME_TYPE_NAMES, FrameType } from '../protocol/constants';
+import { Directory } from '../mesh/directory';
+import { Mesh, type MeshHandler, type MeshMessage, type MeshReply } from '../mesh/mesh';
+import { Op, shardOf } from '../mesh/ops';
+import { deliverLocal, fanoutLocal } from './delivery';
+import type { GatewayDeps } from './deps';
+import { errorFrame } from './frames';
+import { handleOpenFrame, handleHello } from './handlers';
+import { Hub } from './hub';
+import { Session, SessionState, type SessionStateValue, type Transport } from './session';
+import { TimingWheel } from './wheel';
+
+/** Frames a device may pipeline behind HELLO before its token is verified. */
+const MAX_EARLY_FRAMES = 32;
+
+export class Gateway implements MeshHandler {
+  readonly hub = new Hub();
+  readonly directory = new Directory();
+  readonly mesh: Mesh;
+  readonly wheel: TimingWheel<Session>;
+  /** Set by the WebSocket transport: publishes a frame to a topic's WS subscribers. */
+  publish: (topic: string, frame: Uint8Array) => number = () => 0;
+  draining = false;
+  private nextSid = 1;
+  private readonly sidPrefix: string;
+  /** Presence changes per shard, flushed once per tick so a reconnect storm batches. */
+  private readonly presenceOut: Array<Array<[number, string, number, number]>>;
+  private presenceFlush = false;
+
+  constructor(readonly deps: GatewayDeps) {
+    const { workerIndex, workerCount, meshDir, log, config } = deps;
+    this.sidPrefix = `${config.node.id}.${workerIndex}.${Date.now().toString(36)}.`;
+    this.mesh = new Mesh(workerIndex, workerCount, meshDir, this, log.child({ component: 'mesh' }));
+    this.wheel = new TimingWheel<Session>(1000, 1024, (s, now) => this.expire(s, now));
+    this.presenceOut = Array.from({ length: workerCount }, () => []);
+  }
+
+  async start(): Promise<void> {
+    this.wheel.start();
+    await this.mesh.listen();
+  }
+
+  stop(): void {
+    this.wheel.stop();
+    this.mesh.close();
+  }
+
+  sessionId(s: Session): string {
+    return this.sidPrefix + s.sid.toString(36);
+  }
+
+  /** A session object for a connection being accepted (no side effects until `opened`). */
+  newSession(transport: Transport, state: SessionStateValue): Session {
+    return new Session(transport, null, this.nextSid++, Date.now(), state);
+  }
+
+  /** The transport has the connection: start the handshake clock. */
+  opened(s: Session, conn: unknown): void {
+    const now = Date.now();
+    s.conn = conn;
+    s.lastSeen = now;
+    s.connectedAt = now;
+    this.wheel.schedule(s, now + this.deps.config.limits.handshake_timeout_ms);
+    this.deps.metrics.connOpened(s.transport.kind);
+  }
+
+  /** Send a frame, counting it. */
+  send(s: Session, type: number, frame: Uint8Array): number {
+    this.deps.metrics.frameOut(type, frame.length);
+    return s.transport.send(s, frame);
+  }
+
+  /** Answer with ERROR `code` and close (protocol.md: the server closes right after it). */
+  fail(s: Session, code: ErrorCodeValue, message: string, retryAfterMs = 0, wsCloseCode = 0): void {
+    if (s.state >= SessionState.CLOSING) return;
+    this.deps.metrics.error(code);
+    if (s.state < SessionState.OPEN) {
+      this.deps.metrics.handshake(code === ErrorCode.AUTH_FAILED ? 'auth_failed' : code === ErrorCode.INTERNAL ? 'internal' : 'protocol_error');
+    }
+    this.deps.log.debug({ device: s.deviceId || undefined, code, message }, 'session error');
+    const frame = errorFrame(code, message, retryAfterMs);
+    this.deps.metrics.frameOut(FrameType.ERROR, frame.length);
+    this.beginClose(s);
+    s.transport.close(s, frame, code, wsCloseCode);
+  }
+
+  /** Close without an ERROR frame (idle, shutdown, bad preface). */
+  drop(s: Session): void {
+    if (s.state >= SessionState.CLOSING) return;
+    this.beginClose(s);
+    s.transport.close(s, null, 0, 0);
+  }
+
+  private beginClose(s: Session): void {
+    s.state = SessionState.CLOSING;
+    this.wheel.cancel(s);
+  }
+
+  /** The transport reports the connection gone (whatever the cause). */
+  closed(s: Session): void {
+    if (s.state === SessionState.CLOSED) return;
+    s.state = SessionState.CLOSED;
+    this.wheel.cancel(s);
+    if (s.waiter) {
+      const w = s.waiter;
+      s.waiter = null;
+      w();
+    }
+    if (s.deviceId && this.hub.remove(s)) this.presence(0, s);
+    this.deps.metrics.connClosed(s.transport.kind);
+  }
+
+  /** Every decoded frame from a device. The payload is only valid during this call. */
+  frame(s: Session, type: number, flags: number, stream: number, payload: Buffer): void {
+    if (s.state >= SessionState.CLOSING) return;
+    this.deps.metrics.frameIn(type, payload.length);
+    s.lastSeen = Date.now();
+    if (!DEVICE_TO_GATEWAY.has(type)) {
+      return this.fail(s, ErrorCode.PROTOCOL_ERROR, `${FRAME_TYPE_NAMES[type]} frames are not sent by devices`);
+    }
+    if ((flags & FLAG_CODEC_MASK) !== 0) {
+      return this.fail(s, ErrorCode.UNSUPPORTED, 'compressed frames need a codec negotiated in WELCOME');
+    }
+    if ((type === FrameType.REQUEST) !== (stream !== 0)) {
+      return this.fail(s, ErrorCode.PROTOCOL_ERROR, type === FrameType.REQUEST ? 'REQUEST needs a stream id other than 0' : `stream must be 0 on ${FRAME_TYPE_NAMES[type]}`);
+    }
+    switch (s.state) {
+      case SessionState.HANDSHAKE:
+        if (type !== FrameType.HELLO) return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'the first frame must be HELLO');
+        handleHello(this, s, payload);
+        return;
+      case SessionState.AUTHENTICATING:
+        if (type === FrameType.HELLO) return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'second HELLO');
+        if (!s.early) s.early = [];
+        if (s.early.length >= MAX_EARLY_FRAMES) return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'too many frames before WELCOME');
+        s.early.push({ type, stream, payload: Buffer.from(payload) });
+        return;
+      case SessionState.OPEN:
+        if (type === FrameType.HELLO) return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'second HELLO');
+        handleOpenFrame(this, s, type, stream, payload);
+        return;
+      default:
+        return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'frame before the preface');
+    }
+  }
+
+  /** HELLO verified: make `s` the device's session here and in the directory. */
+  register(s: Session): void {
+    const displaced = this.hub.add(s);
+    if (displaced) this.fail(displaced, ErrorCode.REPLACED, 'the device connected again');
+    this.presence(1, s);
+  }
+
+  idleTimeoutMs(s: Session): number {
+    return 2 * s.heartbeatMs + this.deps.config.heartbeat.grace_ms;
+  }
+
+  private expire(s: Session, now: number): void {
+    if (s.state === SessionState.OPEN) {
+      const deadline = s.lastSeen + this.idleTimeoutMs(s);
+      if (deadline > now) return this.wheel.schedule(s, deadline);
+      this.deps.log.debug({ device: s.deviceId, heartbeatMs: s.heartbeatMs }, 'idle timeout');
+      return this.drop(s);
+    }
+    if (s.state >= SessionState.CLOSING) return;
+    this.deps.metrics.handshake('timeout');
+    if (s.state === SessionState.PREFACE) return this.drop(s);
+    this.fail(s, ErrorCode.PROTOCOL_ERROR, `no HELLO within ${this.deps.config.limits.handshake_timeout_ms} ms`);
+  }
+
+  // ---- presence directory ----
+
+  private presence(kind: 0 | 1, s: Session): void {
+    const shard = shardOf(s.deviceId, this.deps.workerCount);
+    this.presenceOut[shard].push([kind, s.deviceId, this.deps.workerIndex, s.sid]);
+    if (!this.presenceFlush) {
+      this.presenceFlush = true;
+      setImmediate(() => this.flushPresence());
+    }
+  }
+
+  private flushPresence(): void {
+    this.presenceFlush = false;
+    for (let shard = 0; shard < this.presenceOut.length; shard++) {
+      const ops = this.presenceOut[shard];
+      if (ops.length === 0) continue;
+      this.presenceOut[shard] = [];
+      // A shard that is down gets everything again from onPeerUp.
+      this.mesh.send(shard, Op.PRESENCE, { ops });
+    }
+  }
+
+  /** A worker died: forget its sessions in this shard. */
+  peerDown(worker: number): void {
+    const n = this.directory.dropWorker(worker);
+    this.deps.log.info({ worker, dropped: n }, 'worker down: presence entries dropped');
+  }
+
+  onPeerUp(peer: number): void {
+    // The peer may have restarted with an empty shard: tell it every device it should know.
+    const ops: Array<[number, string, number, number]> = [];
+    for (const s of this.hub.byDevice.values()) {
+      if (shardOf(s.deviceId, this.deps.workerCount) === peer) ops.push([1, s.deviceId, this.deps.workerIndex, s.sid]);
+    }
+    if (ops.length) this.mesh.send(peer, Op.PRESENCE, { ops });
+  }
+
+  onMessage(m: MeshMessage): void {
+    switch (m.op) {
+      case Op.PRESENCE:
+        for (const [kind, d, w, sid] of m.hdr.ops as Array<[number, string, number, number]>) {
+          if (kind === 0) {
+            this.directory.remove(d, w, sid);
+            continue;
+          }
+          const old = this.directory.add(d, w, sid);
+          if (old) this.mesh.send(old.worker, Op.KICK, { d, sid: old.sid, code: ErrorCode.REPLACED, msg: 'the device connected again' });
+        }
+        return;
+      case Op.KICK: {
+        const s = this.hub.get(m.hdr.d);
+        if (s && s.sid === m.hdr.sid) this.fail(s, m.hdr.code, m.hdr.msg);
+        return;
+      }
+      case Op.DELIVER:
+        deliverLocal(this, m.hdr.t, m.hdr.devs, m.raw);
+        return;
+      default:
+        this.deps.log.warn({ op: m.op, from: m.from }, 'unknown mesh message');
+    }
+  }
+
+  async onRequest(m: MeshMessage): Promise<MeshReply> {
+    switch (m.op) {
+      case Op.ROUTE:
+        return { hdr: { online: this.route(m.hdr.t, m.hdr.devs, m.raw) } };
+      case Op.FANOUT:
+        return { hdr: { online: await fanoutLocal(this, m.hdr.t, m.hdr.topic, m.raw) } };
+      case Op.LOOKUP: {
+        const loc = this.directory.get(m.hdr.d);
+        return { hdr: loc ? { w: loc.worker, sid: loc.sid } : { w: -1, sid: 0 } };
+      }
+      case Op.KICK_DEVICE: {
+        const loc = this.directory.get(m.hdr.d);
+        if (!loc) return { hdr: { kicked: false } };
+        this.mesh.send(loc.worker, Op.KICK, { d: m.hdr.d, sid: loc.sid, code: m.hdr.code, msg: m.hdr.msg });
+        return { hdr: { kicked: true } };
+      }
+      default:
+        throw new Error(`unknown mesh request op ${m.op}`);
+    }
+  }
+
+  /** As a directory shard: forward each device's push to the worker holding it. Returns the online indexes. */
+  private route(t: unknown, devs: Array<[string, number]>, body: Buffer): number[] {
+    const online: number[] = [];
+    const byWorker = new Map<number, Array<[string, number]>>();
+    for (let i = 0; i < devs.length; i++) {
+      const loc = this.directory.get(devs[i][0]);
+      if (!loc) continue;
+      online.push(i);
+      let list = byWorker.get(loc.worker);
+      if (!list) byWorker.set(loc.worker, (list = []));
+      list.push(devs[i]);
+    }
+    for (const [w, list] of byWorker) {
+      if (w === this.deps.workerIndex) deliverLocal(this, t as never, list, body);
+      else this.mesh.send(w, Op.DELIVER, { t, devs: list }, body);
+    }
+    return online;
+  }
+}

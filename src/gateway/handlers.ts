@@ -1,0 +1,177 @@
+/**
+ * Handling of device frames (protocol.md §3, §5): HELLO and the frames of an open
+ * session. Validation errors answer ERROR and close; store or upstream trouble never
+ * kills the worker.
+ */
+import { ErrorCode, FrameType } from '../protocol/constants';
+import { moor } from '../protocol/generated/moor';
+import { AuthError } from './auth';
+import { replay, syncPage } from './delivery';
+import { PONG_EMPTY, responseFrame, welcomeFrame } from './frames';
+import type { Gateway } from './gateway';
+import { type Session, SessionState, TransportKind } from './session';
+
+const v1 = moor.v1;
+const MAX_DEVICE_ID_BYTES = 128;
+
+export function handleHello(gw: Gateway, s: Session, payload: Buffer): void {
+  let hello: moor.v1.Hello;
+  try {
+    hello = v1.Hello.decode(payload);
+  } catch {
+    return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'malformed HELLO payload');
+  }
+  const deviceId = hello.deviceId;
+  if (!deviceId) return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'HELLO.device_id is empty');
+  if (Buffer.byteLength(deviceId) > MAX_DEVICE_ID_BYTES) {
+    return gw.fail(s, ErrorCode.PROTOCOL_ERROR, `HELLO.device_id is longer than ${MAX_DEVICE_ID_BYTES} bytes`);
+  }
+  s.state = SessionState.AUTHENTICATING;
+  s.deviceId = deviceId;
+  authenticate(gw, s, hello).catch((err) => {
+    gw.deps.log.error({ err, device: deviceId }, 'handshake failed');
+    gw.fail(s, ErrorCode.INTERNAL, 'internal error during handshake');
+  });
+}
+
+async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Promise<void> {
+  const { deps } = gw;
+  let topics: string[];
+  try {
+    topics = (await deps.verifier.verify(hello.token, hello.deviceId)).topics;
+  } catch (err) {
+    if (err instanceof AuthError) return gw.fail(s, ErrorCode.AUTH_FAILED, err.message);
+    throw err;
+  }
+  if (s.state !== SessionState.AUTHENTICATING) return;
+  if (gw.draining) return gw.fail(s, ErrorCode.OVERLOADED, 'the gateway is draining', 5_000 + Math.floor(Math.random() * 5_000));
+  let heads: { headSeq: number; ackedSeq: number };
+  try {
+    heads = await deps.store.heads(s.deviceId);
+  } catch (err) {
+    deps.log.error({ err, device: s.deviceId }, 'store unavailable during handshake');
+    return gw.fail(s, ErrorCode.OVERLOADED, 'store unavailable', 1_000 + Math.floor(Math.random() * 4_000));
+  }
+  if (s.state !== SessionState.AUTHENTICATING) return;
+
+  const now = Date.now();
+  const lastSeq = hello.lastSeq;
+  s.heartbeatMs = deps.config.heartbeat.default_ms;
+  s.netKind = hello.network?.kind ?? 0;
+  s.carrier = hello.network?.carrier ?? '';
+  s.sentSeq = lastSeq;
+  s.ackedSeq = heads.ackedSeq;
+  // last_seq is what the device has processed: an implicit cumulative ACK.
+  const implicit = Math.min(lastSeq, heads.headSeq);
+  if (implicit > s.ackedSeq) ack(gw, s, implicit, []);
+  if (s.transport.kind === TransportKind.TCP) s.topics = topics.length ? topics.map(topicKey).concat(ALL_TOPIC) : [ALL_TOPIC];
+  else {
+    for (const t of topics) s.transport.subscribe(s, topicKey(t));
+    s.transport.subscribe(s, ALL_TOPIC);
+  }
+  s.state = SessionState.OPEN;
+  gw.register(s);
+  gw.send(
+    s,
+    FrameType.WELCOME,
+    welcomeFrame({
+      sessionId: gw.sessionId(s),
+      heartbeatMs: s.heartbeatMs,
+      codec: v1.Codec.IDENTITY,
+      dictId: 0,
+      dictUrl: '',
+      resumeEndpoint: deps.resumeEndpoints[s.transport.kind],
+      maxFrame: deps.config.limits.max_frame,
+      serverTimeMs: now,
+      headSeq: heads.headSeq,
+    }),
+  );
+  deps.metrics.handshake('ok');
+  gw.wheel.schedule(s, now + gw.idleTimeoutMs(s));
+  deps.store
+    .putDevice({
+      deviceId: s.deviceId,
+      firstSeenMs: now,
+      connectedAtMs: now,
+      network: { kind: s.netKind, carrier: s.carrier },
+      heartbeatMs: s.heartbeatMs,
+      node: deps.config.node.id,
+      worker: deps.workerIndex,
+    })
+    .catch((err) => deps.log.warn({ err, device: s.deviceId }, 'could not save the device record'));
+  if (heads.headSeq > lastSeq) replay(gw, s, lastSeq);
+  const early = s.early;
+  s.early = null;
+  if (early) for (const f of early) gw.frame(s, f.type, 0, f.stream, f.payload);
+}
+
+/** uWS topic names: device topics are prefixed so no token topic can collide with broadcast. */
+export const ALL_TOPIC = '*';
+export function topicKey(topic: string): string {
+  return `t:${topic}`;
+}
+
+export function handleOpenFrame(gw: Gateway, s: Session, type: number, stream: number, payload: Buffer): void {
+  switch (type) {
+    case FrameType.PING:
+      if (payload.length !== 0) return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'PING carries no payload');
+      gw.send(s, FrameType.PONG, PONG_EMPTY);
+      return;
+    case FrameType.ACK: {
+      let a: moor.v1.Ack;
+      try {
+        a = v1.Ack.decode(payload);
+      } catch {
+        return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'malformed ACK payload');
+      }
+      ack(gw, s, a.upToSeq, a.seqs);
+      return;
+    }
+    case FrameType.SYNC: {
+      let r: moor.v1.SyncRequest;
+      try {
+        r = v1.SyncRequest.decode(payload);
+      } catch {
+        return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'malformed SYNC payload');
+      }
+      syncPage(gw, s, r.afterSeq, r.limit);
+      return;
+    }
+    case FrameType.REQUEST: {
+      let r: moor.v1.Request;
+      try {
+        r = v1.Request.decode(payload);
+      } catch {
+        return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'malformed REQUEST payload');
+      }
+      request(gw, s, stream, r);
+      return;
+    }
+  }
+}
+
+function ack(gw: Gateway, s: Session, upTo: number, seqs: number[]): void {
+  const advanced = upTo > s.ackedSeq ? upTo - s.ackedSeq : 0;
+  if (advanced === 0 && seqs.length === 0) return;
+  if (upTo > s.ackedSeq) s.ackedSeq = upTo;
+  gw.deps.metrics.pushesAcked(advanced + seqs.filter((q) => q > upTo).length);
+  gw.deps.store.ack(s.deviceId, upTo, seqs).catch((err) => gw.deps.log.warn({ err, device: s.deviceId }, 'ACK not stored; the device will get those pushes again'));
+}
+
+function request(gw: Gateway, s: Session, stream: number, r: moor.v1.Request): void {
+  // The payload view dies with this callback: copy what outlives it.
+  const body = Buffer.from(r.body);
+  gw.deps.forwarder
+    .forward({ method: r.method, body, meta: r.meta, deviceId: s.deviceId, sessionId: gw.sessionId(s) })
+    .then(
+      (res) => res,
+      (err) => {
+        gw.deps.log.error({ err, device: s.deviceId }, 'upstream forwarder failed');
+        return { status: 502, body: Buffer.alloc(0), error: 'upstream failure' };
+      },
+    )
+    .then((res) => {
+      if (s.state !== SessionState.OPEN) return;
+      gw.send(s, FrameType.RESPONSE, responseFrame(stream, res.status, res.body, res.error));
+    });
+}

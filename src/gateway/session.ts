@@ -1,0 +1,90 @@
+/**
+ * One device connection. Kept deliberately small (design.md: ~1 KB per session on
+ * top of uWS): plain fields, no closures, no per-session timers (the timing wheel
+ * links through the wheel* fields), transport behaviour in shared objects.
+ */
+import type { WheelNode } from './wheel';
+
+export const SessionState = {
+  /** TCP only: waiting for the `MOOR/1\r\n` preface. */
+  PREFACE: 0,
+  /** Connected, no HELLO yet. */
+  HANDSHAKE: 1,
+  /** HELLO received, token being verified. */
+  AUTHENTICATING: 2,
+  OPEN: 3,
+  /** ERROR sent or close requested; frames are ignored. */
+  CLOSING: 4,
+  CLOSED: 5,
+} as const;
+export type SessionStateValue = (typeof SessionState)[keyof typeof SessionState];
+
+export const TransportKind = { WS: 0, TCP: 1 } as const;
+export type TransportKindValue = (typeof TransportKind)[keyof typeof TransportKind];
+export const TRANSPORT_NAMES = ['ws', 'tcp'] as const;
+
+/** uWS's send statuses, used by both transports. */
+export const SendResult = { BACKPRESSURE: 0, OK: 1, DROPPED: 2 } as const;
+export type SendResultValue = (typeof SendResult)[keyof typeof SendResult];
+
+/** Behaviour shared by every session of one transport. */
+export interface Transport {
+  readonly kind: TransportKindValue;
+  send(s: Session, frame: Uint8Array): SendResultValue;
+  /**
+   * Send `frame` (an ERROR, or null) then close. The WebSocket close code is
+   * `wsCloseCode` when given, else the one mapped from `errorCode`.
+   */
+  close(s: Session, frame: Uint8Array | null, errorCode: number, wsCloseCode: number): void;
+  subscribe(s: Session, topic: string): void;
+  bufferedAmount(s: Session): number;
+  /** Several sends in one syscall where the transport supports it. */
+  cork(s: Session, fn: () => void): void;
+}
+
+export class Session implements WheelNode {
+  wheelNext: WheelNode | null = null;
+  wheelPrev: WheelNode | null = null;
+  wheelSlot = -1;
+  wheelDeadline = 0;
+
+  state: SessionStateValue;
+  deviceId = '';
+  heartbeatMs = 0;
+  lastSeen: number;
+  connectedAt: number;
+  /** Highest durable seq sent to the device in this session (replay cursor). */
+  sentSeq = 0;
+  /** While > 0, a replay is running; live durable pushes above sentSeq are left to it. */
+  replaying = 0;
+  /** Highest live durable seq skipped during a replay: the replay re-reads up to it. */
+  liveMissed = 0;
+  netKind = 0;
+  carrier = '';
+  /** TCP only: topics from the token, for the worker's topic index. */
+  topics: string[] | null = null;
+  /** Highest cumulative ACK seen in this session. */
+  ackedSeq = 0;
+  /** Frames received while the token is being verified (rare; copied). */
+  early: Array<{ type: number; stream: number; payload: Buffer }> | null = null;
+  /** Resolves a replay waiting for the transport to drain (rare). */
+  waiter: (() => void) | null = null;
+
+  constructor(
+    public readonly transport: Transport,
+    /** The uWS WebSocket or the net.Socket. */
+    public conn: unknown,
+    /** Per-worker counter; with the worker's prefix it makes the session id. */
+    public readonly sid: number,
+    nowMs: number,
+    state: SessionStateValue,
+  ) {
+    this.state = state;
+    this.lastSeen = nowMs;
+    this.connectedAt = nowMs;
+  }
+
+  get open(): boolean {
+    return this.state === SessionState.OPEN;
+  }
+}

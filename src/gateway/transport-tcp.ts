@@ -1,0 +1,135 @@
+/**
+ * The raw TCP transport (node:net, shared between workers by node:cluster): the
+ * `MOOR/1\r\n` preface, then frames back to back, decoded per socket read.
+ */
+import net from 'node:net';
+import { DECODE_FAULT_MESSAGES, type DecodeFaultValue, TCP_PREFACE, errorCodeForFault } from '../protocol/constants';
+import { IN_SPILL, OUT_HEADER, OUT_STRIDE, type FrameDecoderLike, outSizeFor } from '../protocol/decoder';
+import { createDecoder } from '../protocol/codec';
+import type { Gateway } from './gateway';
+import { SendResult, type SendResultValue, type Session, SessionState, type Transport, TransportKind } from './session';
+
+/** How long a closing socket may take to flush its ERROR before it is destroyed. */
+const CLOSE_LINGER_MS = 2_000;
+const HTTP_400 = 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 38\r\n\r\nthis port speaks moor/1, not HTTP/1.x\n';
+
+/** Per-socket transport state, hung on the socket object (no closures per connection). */
+interface TcpConn extends net.Socket {
+  moorSession: Session;
+  moorGateway: Gateway;
+  /** Preface bytes matched so far (8 = done). */
+  moorPreface: number;
+  moorDecoder: FrameDecoderLike | null;
+}
+
+const tcpTransport: Transport = {
+  kind: TransportKind.TCP,
+  send(s: Session, frame: Uint8Array): SendResultValue {
+    const sock = s.conn as TcpConn | null;
+    if (!sock || sock.destroyed) return SendResult.DROPPED;
+    if (sock.writableLength > sock.moorGateway.deps.config.limits.max_buffered) return SendResult.DROPPED;
+    return sock.write(frame) ? SendResult.OK : SendResult.BACKPRESSURE;
+  },
+  close(s: Session, frame: Uint8Array | null): void {
+    const sock = s.conn as TcpConn | null;
+    if (!sock || sock.destroyed) return;
+    // end() flushes the ERROR and sends FIN; reading continues (discarded) so the
+    // kernel does not answer unread bytes with a RST that would eat the ERROR.
+    if (frame) sock.end(frame);
+    else sock.end();
+    setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
+  },
+  subscribe(): void {
+    // TCP sessions are found through the hub's topic index (Session.topics).
+  },
+  bufferedAmount(s: Session): number {
+    const sock = s.conn as TcpConn | null;
+    return sock ? sock.writableLength : 0;
+  },
+  cork(s: Session, fn: () => void): void {
+    const sock = s.conn as TcpConn | null;
+    if (!sock) return fn();
+    sock.cork();
+    try {
+      fn();
+    } finally {
+      sock.uncork();
+    }
+  },
+};
+
+let out = new Uint32Array(outSizeFor(64 * 1024));
+
+function onData(this: TcpConn, chunk: Buffer): void {
+  const s = this.moorSession;
+  const gw = this.moorGateway;
+  if (s.state >= SessionState.CLOSING) return;
+  let start = 0;
+  if (this.moorPreface < TCP_PREFACE.length) {
+    while (this.moorPreface < TCP_PREFACE.length && start < chunk.length) {
+      if (chunk[start] !== TCP_PREFACE[this.moorPreface]) {
+        // Not a moor/1 client: no frame back (protocol.md §1); HTTP gets a 400.
+        if (this.moorPreface === 0 && chunk[0] >= 0x41 && chunk[0] <= 0x5a) this.write(HTTP_400);
+        gw.drop(s);
+        return;
+      }
+      this.moorPreface++;
+      start++;
+    }
+    if (this.moorPreface < TCP_PREFACE.length) return;
+    s.state = SessionState.HANDSHAKE;
+    this.moorDecoder = createDecoder(gw.deps.config.limits.max_frame);
+    if (start === chunk.length) return;
+    chunk = chunk.subarray(start);
+  }
+  const dec = this.moorDecoder as FrameDecoderLike;
+  if (out.length < outSizeFor(chunk.length)) out = new Uint32Array(outSizeFor(chunk.length));
+  dec.feed(chunk, out);
+  // `out` is shared by all sockets of this worker: read it before any handler can run.
+  const n = out[0];
+  const fault = out[1] as DecodeFaultValue;
+  for (let i = 0; i < n; i++) {
+    if (s.state >= SessionState.CLOSING) return;
+    const o = OUT_HEADER + i * OUT_STRIDE;
+    const off = out[o + 3];
+    const payload = off === IN_SPILL ? dec.takeSpill() : chunk.subarray(off, off + out[o + 4]);
+    gw.frame(s, out[o], out[o + 1], out[o + 2], payload);
+  }
+  if (fault !== 0) gw.fail(s, errorCodeForFault(fault), DECODE_FAULT_MESSAGES[fault]);
+}
+
+function onDrain(this: TcpConn): void {
+  const s = this.moorSession;
+  if (s.waiter) {
+    const w = s.waiter;
+    s.waiter = null;
+    w();
+  }
+}
+
+function onClose(this: TcpConn): void {
+  const s = this.moorSession;
+  s.conn = null;
+  this.moorDecoder = null;
+  this.moorGateway.closed(s);
+}
+
+function onError(): void {
+  // 'close' follows every 'error'; nothing to add.
+}
+
+export function createTcpServer(gw: Gateway): net.Server {
+  return net.createServer({ noDelay: true }, (socket) => {
+    const sock = socket as TcpConn;
+    const s = gw.newSession(tcpTransport, SessionState.PREFACE);
+    sock.moorSession = s;
+    sock.moorGateway = gw;
+    sock.moorPreface = 0;
+    sock.moorDecoder = null;
+    gw.opened(s, sock);
+    sock.on('data', onData);
+    sock.on('drain', onDrain);
+    sock.on('close', onClose);
+    sock.on('error', onError);
+  });
+}

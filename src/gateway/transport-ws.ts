@@ -1,0 +1,135 @@
+/**
+ * The WebSocket transport on uWebSockets.js: exactly one moor/1 frame per binary
+ * message (protocol.md §1). The Session is the socket's user data, so a connection
+ * costs uWS's socket plus one small object.
+ */
+import type { TemplatedApp, WebSocket, us_listen_socket } from '@trufflesuite/uws-js-unofficial';
+import {
+  DECODE_FAULT_MESSAGES,
+  type DecodeFaultValue,
+  ErrorCode,
+  type ErrorCodeValue,
+  MAX_HEADER_BYTES,
+  WS_CLOSE_FOR_ERROR,
+  WS_CLOSE_TEXT_MESSAGE,
+  WS_SUBPROTOCOL,
+  errorCodeForFault,
+} from '../protocol/constants';
+import { parseHeader } from '../protocol/decoder';
+import type { Gateway } from './gateway';
+import { SendResult, type SendResultValue, type Session, SessionState, type Transport, TransportKind } from './session';
+
+/** Slack above max_frame so a slightly oversized frame is answered FRAME_TOO_LARGE, not cut by uWS. */
+const OVERSIZE_SLACK = 64 * 1024;
+
+type Ws = WebSocket<Session>;
+
+const wsTransport: Transport = {
+  kind: TransportKind.WS,
+  send(s: Session, frame: Uint8Array): SendResultValue {
+    const ws = s.conn as Ws | null;
+    if (!ws) return SendResult.DROPPED;
+    return ws.send(frame, true, false) as SendResultValue;
+  },
+  close(s: Session, frame: Uint8Array | null, errorCode: number, wsCloseCode: number): void {
+    const ws = s.conn as Ws | null;
+    if (!ws) return;
+    if (frame) ws.send(frame, true, false);
+    ws.end(wsCloseCode || WS_CLOSE_FOR_ERROR[errorCode as ErrorCodeValue] || 1000);
+  },
+  subscribe(s: Session, topic: string): void {
+    (s.conn as Ws | null)?.subscribe(topic);
+  },
+  bufferedAmount(s: Session): number {
+    const ws = s.conn as Ws | null;
+    return ws ? ws.getBufferedAmount() : 0;
+  },
+  cork(s: Session, fn: () => void): void {
+    const ws = s.conn as Ws | null;
+    if (ws) ws.cork(fn);
+    else fn();
+  },
+};
+
+/** Reused for every message: parseHeader fills it. */
+const header = { type: 0, flags: 0, stream: 0, length: 0, size: 0, fault: 0 as DecodeFaultValue };
+
+function onMessage(gw: Gateway, s: Session, message: ArrayBuffer, isBinary: boolean, maxFrame: number): void {
+  if (s.state >= SessionState.CLOSING) return;
+  if (!isBinary) return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'text messages are not part of moor/1', 0, WS_CLOSE_TEXT_MESSAGE);
+  const buf = Buffer.from(message);
+  const r = parseHeader(buf, 0, buf.length, maxFrame, header);
+  if (r === 0) {
+    const f = header.fault as DecodeFaultValue;
+    return gw.fail(s, errorCodeForFault(f), DECODE_FAULT_MESSAGES[f]);
+  }
+  if (r < 0 || r + header.length > buf.length) return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'message holds a truncated frame');
+  if (r + header.length < buf.length) return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'a WebSocket message carries exactly one frame');
+  gw.frame(s, header.type, header.flags, header.stream, buf.subarray(r));
+}
+
+/** True when the Sec-WebSocket-Protocol header is absent or offers moor.v1. */
+function offersSubprotocol(header: string): boolean {
+  if (!header) return true;
+  return header.split(',').some((p) => p.trim() === WS_SUBPROTOCOL);
+}
+
+export interface WsListener {
+  app: TemplatedApp;
+  close(): void;
+}
+
+export function attachWebSocket(gw: Gateway, app: TemplatedApp, path: string): void {
+  const maxFrame = gw.deps.config.limits.max_frame;
+  app.ws<Session>(path, {
+    maxPayloadLength: maxFrame + MAX_HEADER_BYTES + OVERSIZE_SLACK,
+    // Liveness is ours (timing wheel, 2 x heartbeat + grace); uWS's own timer would cut long heartbeats.
+    idleTimeout: 0,
+    sendPingsAutomatically: false,
+    maxBackpressure: gw.deps.config.limits.max_buffered,
+    closeOnBackpressureLimit: 0,
+    upgrade: (res, req, context) => {
+      const proto = req.getHeader('sec-websocket-protocol');
+      if (!offersSubprotocol(proto)) {
+        res.writeStatus('400 Bad Request').writeHeader('Content-Type', 'text/plain').end(`unsupported subprotocol: use ${WS_SUBPROTOCOL}\n`);
+        return;
+      }
+      if (gw.draining) {
+        const retry = 5 + Math.floor(Math.random() * 25);
+        res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', String(retry)).end('draining\n');
+        return;
+      }
+      const s = gw.newSession(wsTransport, SessionState.HANDSHAKE);
+      res.upgrade(s, req.getHeader('sec-websocket-key'), proto ? WS_SUBPROTOCOL : '', req.getHeader('sec-websocket-extensions'), context);
+    },
+    open: (ws: Ws) => gw.opened(ws.getUserData(), ws),
+    message: (ws: Ws, message, isBinary) => onMessage(gw, ws.getUserData(), message, isBinary, maxFrame),
+    drain: (ws: Ws) => {
+      const s = ws.getUserData();
+      if (s.waiter && ws.getBufferedAmount() < gw.deps.config.limits.max_buffered / 4) {
+        const w = s.waiter;
+        s.waiter = null;
+        w();
+      }
+    },
+    close: (ws: Ws) => {
+      const s = ws.getUserData();
+      s.conn = null;
+      gw.closed(s);
+    },
+  });
+  gw.publish = (topic, frame) => {
+    const n = app.numSubscribers(topic);
+    if (n > 0) app.publish(topic, frame, true, false);
+    return n;
+  };
+}
+
+export function listen(app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (sock) => {
+      if (sock) resolve(sock);
+      else reject(new Error(`cannot listen on ${host}:${port}`));
+    });
+  });
+}

@@ -1,0 +1,36 @@
+/** Mesh operation codes (src/mesh/mesh.ts carries them). One table, stable numbers. */
+export const Op = {
+  /** one-way to a directory shard: {ops: [[kind 1=add|0=remove, deviceId, worker, sid]]}, in order. */
+  PRESENCE: 1,
+  /** one-way shard → holding worker: {d, sid, code, msg}: close that session with ERROR code. */
+  KICK: 2,
+  /** request to a shard: {t: PushHeader, devs: [[deviceId, seq]]}, raw = body → {online: number[]} (indexes in devs). */
+  ROUTE: 3,
+  /** one-way shard → holder: {t, devs}, raw = body: deliver live. */
+  DELIVER: 4,
+  /** request to every worker: {t, topic: string|null}, raw = body → {online: number}. */
+  FANOUT: 5,
+  /** request to a shard: {d} → {w, sid} (w = -1 when offline). */
+  LOOKUP: 6,
+  /** request to a shard: {d, code, msg} → {kicked: boolean}. */
+  KICK_DEVICE: 7,
+} as const;
+
+/** The push fields shared by every device of one push, as sent over the mesh (body travels raw). */
+export interface PushHeader {
+  id: string;
+  topic: string;
+  priority: number;
+  exp: number;
+  sent: number;
+}
+
+/** FNV-1a over the UTF-16 code units: cheap, stable across processes. */
+export function shardOf(deviceId: string, workers: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < deviceId.length; i++) {
+    h ^= deviceId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % workers;
+}
