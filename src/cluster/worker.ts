@@ -1,0 +1,148 @@
+/**
+ * A worker process: one event loop holding its devices from accept to close, with
+ * the WebSocket listener (shared port + its own resume port), the raw TCP listener,
+ * the HTTP API, its directory shard and its mesh links.
+ */
+import type net from 'node:net';
+import type { Config } from '../config/types';
+import { createApiServer } from '../api/server';
+import { TokenVerifier } from '../gateway/auth';
+import { WorkerBackend } from '../gateway/backend';
+import { GoAwayReason } from '../protocol/constants';
+import { goAwayFrame } from '../gateway/frames';
+import { Gateway } from '../gateway/gateway';
+import { SessionState } from '../gateway/session';
+import { createTcpServer } from '../gateway/transport-tcp';
+import { attachWebSocket, listen } from '../gateway/transport-ws';
+import { installWorkerMetrics, requestClusterMetrics } from '../metrics/cluster';
+import { getMetrics } from '../metrics/registry';
+import { openStore } from '../store';
+import { UpstreamForwarder } from '../upstream/forwarder';
+import { getLogger, initLogger } from '../util/log';
+import { uws } from '../util/uws';
+import { FrameType } from '../protocol/constants';
+import { type ToPrimary, type ToWorker, type WorkerSpec, isMoorMessage } from './messages';
+
+const SWEEP_INTERVAL_MS = 30_000;
+
+function tell(m: ToPrimary): void {
+  process.send?.(m);
+}
+
+export async function runWorker(spec: WorkerSpec): Promise<void> {
+  const { config, index } = spec;
+  initLogger({ level: config.log.level, worker: index, node: config.node.id });
+  const log = getLogger('worker');
+  const metrics = getMetrics();
+  installWorkerMetrics(metrics.registry);
+
+  const store = await openStore(config);
+  const verifier = await TokenVerifier.create({ jwtSecret: config.auth.jwt_secret, jwtPublicKey: config.auth.jwt_public_key });
+  const forwarder = new UpstreamForwarder({
+    url: config.upstream.url,
+    timeoutMs: config.upstream.timeout_ms,
+    concurrency: config.upstream.concurrency,
+    maxBody: config.limits.max_frame - 64,
+  });
+  const advertise = config.node.advertise;
+  const gw = new Gateway({
+    config,
+    store,
+    verifier,
+    forwarder,
+    metrics,
+    log: getLogger('gateway'),
+    workerIndex: index,
+    workerCount: config.workers,
+    meshDir: spec.meshDir,
+    resumeEndpoints: [`${advertise}:${spec.resumePorts[index]}`, config.tcp.port ? `${advertise}:${config.tcp.port}` : ''],
+  });
+  await gw.start();
+
+  const app = uws.App();
+  attachWebSocket(gw, app, config.ws.path);
+  app.any('/*', (res) => {
+    res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain').end(`moor/1 WebSocket endpoint is ${config.ws.path}\n`);
+  });
+  const wsSockets = [await listen(app, config.ws.host, config.ws.port), await listen(app, config.ws.host, spec.resumePorts[index])];
+
+  let tcp: net.Server | null = null;
+  if (config.tcp.port > 0) {
+    tcp = createTcpServer(gw);
+    const server = tcp;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: config.tcp.port, host: config.tcp.host, backlog: 4096 }, () => resolve());
+    });
+  }
+
+  const backend = new WorkerBackend(gw, {
+    metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: await requestClusterMetrics({ fallback: metrics.registry }) }),
+    ready: async () => {
+      const reasons: string[] = [];
+      if (gw.draining) reasons.push('draining');
+      for (let w = 0; w < config.workers; w++) if (!gw.mesh.isUp(w)) reasons.push(`worker ${w} is not up`);
+      if (!(await store.ping().catch(() => false))) reasons.push('store unreachable');
+      return { ok: reasons.length === 0, reasons };
+    },
+    dict: async () => null,
+  });
+  const api = createApiServer(config, backend, getLogger('api'));
+
+  // Worker 0 keeps the shared inbox tidy; the others would only contend for it.
+  if (index === 0) {
+    const sweep = setInterval(() => {
+      store.sweepExpired(Date.now(), 10_000).catch((err) => log.warn({ err }, 'expiry sweep failed'));
+      store.depth().then((n) => metrics.setInboxDepth(n), () => {});
+    }, SWEEP_INTERVAL_MS);
+    sweep.unref();
+  }
+  const stats = setInterval(() => tell({ type: 'moor:stats', index, ws: gw.hub.counts[0], tcp: gw.hub.counts[1] }), 5_000);
+  stats.unref();
+
+  process.on('message', (m: unknown) => {
+    if (!isMoorMessage(m)) return;
+    const msg = m as ToWorker;
+    if (msg.type === 'moor:peer-down') gw.peerDown(msg.worker);
+    else if (msg.type === 'moor:drain') {
+      drain(gw, msg.windowMs, msg.graceMs, () => {
+        for (const s of wsSockets) uws.us_listen_socket_close(s);
+        tcp?.close();
+      }).then(async () => {
+        api.close();
+        gw.stop();
+        await store.close().catch(() => {});
+        tell({ type: 'moor:drained', index });
+        process.exit(0);
+      });
+    }
+  });
+  tell({ type: 'moor:listening', index });
+  log.info({ ws: config.ws.port, resume: spec.resumePorts[index], tcp: config.tcp.port, api: api.port }, 'worker listening');
+}
+
+/**
+ * Deploy drain (api.md SIGTERM): stop accepting, send GOAWAY DRAINING with
+ * reconnect_after_ms spread uniformly over the window so devices come back
+ * gradually, give them `graceMs` to leave, then close the rest.
+ */
+async function drain(gw: Gateway, windowMs: number, graceMs: number, stopListening: () => void): Promise<void> {
+  gw.draining = true;
+  stopListening();
+  for (const s of [...gw.hub.byDevice.values()]) {
+    if (s.state !== SessionState.OPEN) continue;
+    gw.send(s, FrameType.GOAWAY, goAwayFrame(GoAwayReason.DRAINING, Math.floor(Math.random() * windowMs), ''));
+  }
+  const deadline = Date.now() + graceMs;
+  while (gw.hub.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const s of [...gw.hub.byDevice.values()]) gw.drop(s);
+  await new Promise((r) => setTimeout(r, 50));
+}
+
+export function parseWorkerSpec(env: NodeJS.ProcessEnv): WorkerSpec {
+  const raw = env.MOOR_WORKER;
+  if (!raw) throw new Error('moor worker started without MOOR_WORKER (it is forked by `moor serve`)');
+  return JSON.parse(raw) as WorkerSpec;
+}
+
+export type { Config };
