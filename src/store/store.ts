@@ -12,7 +12,7 @@ export interface StoredPush {
   body: Buffer;
   /** 0 NORMAL, 1 HIGH, 2 BULK (protocol.md Priority). */
   priority: number;
-  /** 0 = never expires. */
+  /** 0 = never expires; otherwise expired once `nowMs >= expiresAtMs`. */
   expiresAtMs: number;
   sentAtMs: number;
 }
@@ -46,14 +46,26 @@ export interface DeviceRecord {
 
 export interface Store {
   readonly kind: string;
-  /** Append one durable push per item, in one atomic write; returns the seqs in item order. */
+  /**
+   * Append one durable push per item, in one atomic write; returns the seqs in item order.
+   * Resolves only once the write is durable (the push API answers 202 after this). Seqs are
+   * per device, start at 1 and never repeat, even after every push was acked or expired.
+   * Device ids are 1..1024 UTF-8 bytes; numbers are non-negative safe integers.
+   */
   append(items: ReadonlyArray<{ deviceId: string; push: NewPush }>): Promise<number[]>;
   /** Unexpired pushes with seq > afterSeq, oldest first, at most `limit`. */
   readAfter(deviceId: string, afterSeq: number, limit: number, nowMs: number): Promise<ReadResult>;
-  /** Delete pushes with seq <= upToSeq and those listed; raises ackedSeq to upToSeq. */
+  /**
+   * Delete pushes with seq <= upToSeq and those listed; raises ackedSeq to upToSeq, capped
+   * at headSeq, never lowering it. Listed seqs that name nothing stored are ignored (device
+   * input); an ack for a device never appended to is a no-op.
+   */
   ack(deviceId: string, upToSeq: number, seqs: readonly number[]): Promise<void>;
   heads(deviceId: string): Promise<InboxHeads>;
-  /** Remove up to `limit` expired pushes; returns how many were removed. */
+  /**
+   * Remove up to `limit` expired pushes; returns how many were removed. Engines may drop
+   * expired idempotency answers in the same pass (not counted).
+   */
   sweepExpired(nowMs: number, limit: number): Promise<number>;
   /** Number of pushes currently stored (all devices), for the inbox-depth gauge. */
   depth(): Promise<number>;
@@ -61,7 +73,7 @@ export interface Store {
   putDevice(rec: DeviceRecord): Promise<void>;
   getDevice(deviceId: string): Promise<DeviceRecord | null>;
 
-  /** Idempotency keys of the push API: remember a JSON answer for ttlMs. */
+  /** Idempotency keys of the push API: remember a JSON answer until expiresAtMs (0 = forever). */
   getIdempotent(key: string, nowMs: number): Promise<string | null>;
   putIdempotent(key: string, answer: string, expiresAtMs: number): Promise<void>;
 
