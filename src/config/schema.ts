@@ -1,0 +1,188 @@
+/**
+ * Every config key in one commented table: default, type, bounds, one line of doc.
+ * The table is typed against `Config` (src/config/types.ts), so a key added there and
+ * not here (or the other way round) fails to compile. api.md is the contract for names.
+ */
+import os from 'node:os';
+import { DEFAULT_MAX_FRAME, MAX_MAX_FRAME } from '../protocol/constants';
+import type { Config } from './types';
+
+type Leaf = string | number | boolean | readonly unknown[];
+/** Dotted names of every leaf of T: `'workers' | 'ws.port' | …`. */
+export type KeyOf<T> = {
+  [K in keyof T & string]: T[K] extends Leaf ? K : `${K}.${KeyOf<T[K]>}`;
+}[keyof T & string];
+type ValueAt<T, P extends string> = P extends `${infer H}.${infer R}`
+  ? H extends keyof T
+    ? ValueAt<T[H], R>
+    : never
+  : P extends keyof T
+    ? T[P]
+    : never;
+
+export type ConfigKey = KeyOf<Config>;
+export type ConfigValue<K extends ConfigKey> = ValueAt<Config, K>;
+
+interface Common<V> {
+  default: V | (() => V);
+  /** Shown in help instead of a computed default's value. */
+  defaultText?: string;
+  doc: string;
+  /** SIGHUP may apply a new value without restarting (api.md: TLS certs, API keys, limits). */
+  live?: boolean;
+  /** Never echoed back in errors or help. */
+  secret?: boolean;
+}
+// [V] stops the conditional from distributing over enum unions.
+type Shape<V> = [V] extends [number]
+  ? { kind: 'int'; min: number; max: number }
+  : [V] extends [readonly string[]]
+    ? { kind: 'list' }
+    : string extends V
+      ? { kind: 'string'; nonEmpty?: boolean; /** a file or directory: made absolute */ path?: boolean }
+      : { kind: 'enum'; values: readonly V[] };
+export type KeySpec<V = unknown> = Common<V> & Shape<V>;
+/** The loosely typed view load.ts and help work with. */
+export type AnySpec = Common<unknown> & {
+  kind: 'int' | 'string' | 'list' | 'enum';
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+  nonEmpty?: boolean;
+  path?: boolean;
+};
+
+const MiB = 1024 * 1024;
+const PORT = { kind: 'int', min: 0, max: 65_535 } as const;
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
+export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
+  workers: {
+    kind: 'int', min: 1, max: 1024,
+    default: () => os.availableParallelism(), defaultText: 'number of cores',
+    doc: 'worker processes, each with its own event loop',
+  },
+  // ws.port and api.port 0 mean "pick a free port" (tests rely on it); tcp.port 0 is off.
+  'ws.port': { ...PORT, default: 8080, doc: 'WebSocket listener port' },
+  'ws.host': { kind: 'string', nonEmpty: true, default: '0.0.0.0', doc: 'WebSocket listener address' },
+  'ws.path': { kind: 'string', nonEmpty: true, default: '/ws', doc: 'HTTP path of the WebSocket upgrade' },
+  'ws.resume_port_base': {
+    ...PORT, default: 0, defaultText: '0 (= ws.port + 1)',
+    doc: 'worker i also listens on base + i so devices can resume TLS on the same worker',
+  },
+  'tcp.port': { ...PORT, default: 7070, doc: 'raw TCP listener port; 0 turns raw TCP off' },
+  'tcp.host': { kind: 'string', nonEmpty: true, default: '0.0.0.0', doc: 'raw TCP listener address' },
+  'tls.cert': {
+    kind: 'string', path: true, default: '', live: true,
+    doc: 'PEM certificate chain; when set (with tls.key) both listeners speak TLS',
+  },
+  'tls.key': { kind: 'string', path: true, default: '', live: true, doc: 'PEM private key for tls.cert' },
+  'api.port': { ...PORT, default: 8081, doc: 'backend HTTP API port' },
+  'api.host': { kind: 'string', nonEmpty: true, default: '127.0.0.1', doc: 'backend HTTP API address' },
+  'api.keys': {
+    kind: 'list', default: [], defaultText: 'generated', live: true, secret: true,
+    doc: 'bearer keys the HTTP API accepts (TOML array or comma-separated)',
+  },
+  'api.max_body': { kind: 'int', min: 1024, max: 256 * MiB, default: MiB, doc: 'largest request body the API reads, bytes' },
+  'auth.jwt_secret': {
+    kind: 'string', default: '', defaultText: 'generated', secret: true,
+    doc: 'HS256 device-token secret (its UTF-8 bytes are the key)',
+  },
+  'auth.jwt_public_key': {
+    kind: 'string', path: true, default: '',
+    doc: 'PEM EC P-256 public key file: device tokens are verified as ES256',
+  },
+  'store.kind': { kind: 'enum', values: ['embedded', 'redis'], default: 'embedded', doc: 'inbox and presence engine' },
+  'store.path': {
+    kind: 'string', path: true, nonEmpty: true, default: './data',
+    doc: 'directory of the embedded store (and secrets.json)',
+  },
+  'store.redis_url': { kind: 'string', default: '', doc: 'redis:// or rediss:// URL, required when store.kind = "redis"' },
+  'node.id': {
+    kind: 'string', nonEmpty: true, default: () => os.hostname(), defaultText: 'hostname',
+    doc: "this node's name in the fleet",
+  },
+  'node.advertise': {
+    kind: 'string', nonEmpty: true, default: () => firstIPv4(), defaultText: 'first non-loopback IPv4',
+    doc: 'host other parties (devices resuming, peers) should dial',
+  },
+  'upstream.url': { kind: 'string', default: '', doc: 'http(s) URL device REQUESTs are POSTed to; unset = 501' },
+  'upstream.timeout_ms': { kind: 'int', min: 1, max: 600_000, default: 10_000, doc: 'upstream request timeout' },
+  'upstream.concurrency': { kind: 'int', min: 1, max: 65_536, default: 256, doc: 'upstream requests in flight per worker' },
+  'heartbeat.default_ms': {
+    kind: 'int', min: 1000, max: 3_600_000, default: 270_000,
+    doc: 'interval advised in WELCOME until the smart policy knows better',
+  },
+  'heartbeat.grace_ms': {
+    kind: 'int', min: 0, max: 600_000, default: 30_000,
+    doc: 'added to 2 x interval before an idle session is closed',
+  },
+  'limits.max_frame': {
+    kind: 'int', min: 1024, max: MAX_MAX_FRAME, default: DEFAULT_MAX_FRAME, live: true,
+    doc: 'largest frame payload accepted, bytes (protocol max 16 MiB)',
+  },
+  'limits.handshake_timeout_ms': {
+    kind: 'int', min: 100, max: 600_000, default: 10_000, live: true,
+    doc: 'time a connection has to send HELLO',
+  },
+  'limits.sync_page': { kind: 'int', min: 1, max: 10_000, default: 100, live: true, doc: 'pushes replayed per page' },
+  'limits.max_buffered': {
+    kind: 'int', min: 1024, max: 1024 * MiB, default: 262_144, live: true,
+    doc: 'bytes a session may buffer before sends are dropped',
+  },
+  'log.level': { kind: 'enum', values: LOG_LEVELS, default: 'info', live: true, doc: 'trace, debug, info, warn, error or fatal' },
+};
+
+export const CONFIG_KEYS = Object.keys(SCHEMA) as ConfigKey[];
+
+export function specOf(key: ConfigKey): AnySpec {
+  return SCHEMA[key] as AnySpec;
+}
+
+/** `ws.port` → `MOOR_WS_PORT`. */
+export function envName(key: ConfigKey): string {
+  return `MOOR_${key.replace('.', '_').toUpperCase()}`;
+}
+
+export function getKey(config: Config, key: ConfigKey): unknown {
+  let node: unknown = config;
+  for (const part of key.split('.')) node = (node as Record<string, unknown>)[part];
+  return node;
+}
+
+export function setKey(config: Config, key: ConfigKey, value: unknown): void {
+  const parts = key.split('.');
+  let node = config as unknown as Record<string, unknown>;
+  for (const part of parts.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
+  node[parts[parts.length - 1]] = value;
+}
+
+/** A fresh config holding every default (computed ones evaluated now). */
+export function defaults(): Config {
+  const config = {} as Config;
+  for (const key of CONFIG_KEYS) {
+    const d = specOf(key).default;
+    const value = typeof d === 'function' ? (d as () => unknown)() : d;
+    setKey(config, key, Array.isArray(value) ? [...value] : value);
+  }
+  return config;
+}
+
+/** Which changed keys SIGHUP can apply live and which need a restart (refused by name). */
+export function reloadPlan(prev: Config, next: Config): { live: ConfigKey[]; restart: ConfigKey[] } {
+  const live: ConfigKey[] = [];
+  const restart: ConfigKey[] = [];
+  for (const key of CONFIG_KEYS) {
+    if (JSON.stringify(getKey(prev, key)) === JSON.stringify(getKey(next, key))) continue;
+    (specOf(key).live ? live : restart).push(key);
+  }
+  return { live, restart };
+}
+
+/** First non-internal IPv4 address, or 127.0.0.1 on a machine with none. */
+export function firstIPv4(): string {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}

@@ -1,0 +1,186 @@
+/**
+ * Checks that span keys or touch the disk: TLS pair, JWT public key, URLs, port clashes.
+ * Per-key types and bounds are already checked (load.ts); a check built on a key whose
+ * own value was rejected is skipped so one mistake is reported once.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import tls from 'node:tls';
+import type { ConfigKey } from './schema';
+import type { Config } from './types';
+
+export interface CheckContext {
+  config: Config;
+  /** False when the key's own value was rejected. */
+  ok(key: ConfigKey): boolean;
+  /** True when some layer set the key (it is not the default). */
+  isSet(key: ConfigKey): boolean;
+  error(key: ConfigKey, message: string, hint?: string): void;
+  warn(message: string): void;
+}
+
+export function checkConfig(ctx: CheckContext): void {
+  checkListeners(ctx);
+  checkTls(ctx);
+  checkAuth(ctx);
+  checkStore(ctx);
+  checkUpstream(ctx);
+  checkLimits(ctx);
+  const { node } = ctx.config;
+  // node.id ends up in store keys, metric labels and peer addresses.
+  if (ctx.ok('node.id') && !/^[A-Za-z0-9._:-]+$/.test(node.id)) {
+    ctx.error('node.id', 'may hold only letters, digits and . _ : -', 'e.g. node.id = "gw-eu-1"');
+  }
+}
+
+function checkListeners(ctx: CheckContext): void {
+  const { ws, tcp, api, workers } = ctx.config;
+  if (ctx.ok('ws.path') && !ws.path.startsWith('/')) {
+    ctx.error('ws.path', 'must start with /', `ws.path = "/${ws.path}"`);
+  }
+  const base = ws.resume_port_base;
+  if (ctx.ok('ws.resume_port_base') && ctx.ok('workers') && base > 0 && base + workers - 1 > 65_535) {
+    ctx.error('ws.resume_port_base', `leaves no room for ${workers} workers (base + i must stay ≤ 65535)`);
+  }
+
+  // Port 0 asks the kernel for a free port, so it never clashes.
+  type Listener = { key: ConfigKey; host: string; lo: number; hi: number };
+  const fixed: Listener[] = [];
+  const add = (key: ConfigKey, host: string, port: number) => {
+    if (port > 0 && ctx.ok(key)) fixed.push({ key, host, lo: port, hi: port });
+  };
+  add('ws.port', ws.host, ws.port);
+  add('tcp.port', tcp.host, tcp.port);
+  add('api.port', api.host, api.port);
+  for (let i = 0; i < fixed.length; i++) {
+    for (let j = 0; j < i; j++) {
+      if (overlap(fixed[i], fixed[j])) {
+        ctx.error(fixed[i].key, `${fixed[i].lo} is also ${fixed[j].key}`, 'give each listener its own port');
+      }
+    }
+  }
+  const lo = base > 0 ? base : ws.port > 0 ? ws.port + 1 : 0;
+  if (lo === 0 || !ctx.ok('ws.port') || !ctx.ok('ws.resume_port_base') || !ctx.ok('workers')) return;
+  const resume: Listener = { key: 'ws.resume_port_base', host: ws.host, lo, hi: lo + workers - 1 };
+  for (const other of fixed) {
+    if (!overlap(resume, other)) continue;
+    const what = `resume ports ${resume.lo}-${resume.hi} (one per worker) include ${other.key} ${other.lo}`;
+    if (ctx.isSet('ws.resume_port_base')) ctx.error('ws.resume_port_base', what, 'move ws.resume_port_base');
+    else ctx.warn(`${what}; set ws.resume_port_base to a free range, e.g. ${Math.max(ws.port, api.port, tcp.port) + 10}`);
+  }
+}
+
+function overlap(a: { host: string; lo: number; hi: number }, b: { host: string; lo: number; hi: number }): boolean {
+  const wild = (h: string) => h === '0.0.0.0' || h === '::' || h === '[::]';
+  const sameHost = a.host === b.host || wild(a.host) || wild(b.host);
+  return sameHost && a.lo <= b.hi && b.lo <= a.hi;
+}
+
+/** The file's text, or undefined after reporting why it cannot be read. */
+function readText(ctx: CheckContext, key: ConfigKey, file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    ctx.error(key, `cannot read ${file}: ${why}`);
+    return undefined;
+  }
+}
+
+function checkTls(ctx: CheckContext): void {
+  const { cert, key } = ctx.config.tls;
+  if (!ctx.ok('tls.cert') || !ctx.ok('tls.key')) return;
+  if ((cert === '') !== (key === '')) {
+    const [missing, given] = cert === '' ? (['tls.cert', 'tls.key'] as const) : (['tls.key', 'tls.cert'] as const);
+    ctx.error(missing, `is required when ${given} is set`, 'set both tls.cert and tls.key, or neither');
+    return;
+  }
+  if (cert === '') return;
+  const certPem = readText(ctx, 'tls.cert', cert);
+  const keyPem = readText(ctx, 'tls.key', key);
+  if (certPem === undefined || keyPem === undefined) return;
+  let pemOk = true;
+  if (!certPem.includes('-----BEGIN CERTIFICATE-----')) {
+    ctx.error('tls.cert', `${cert} holds no PEM certificate`, 'expected -----BEGIN CERTIFICATE-----');
+    pemOk = false;
+  }
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyPem)) {
+    ctx.error('tls.key', `${key} holds no PEM private key`, 'expected -----BEGIN PRIVATE KEY-----');
+    pemOk = false;
+  }
+  if (!pemOk) return;
+  try {
+    tls.createSecureContext({ cert: certPem, key: keyPem });
+  } catch (err) {
+    ctx.error('tls.key', `cannot be used with tls.cert: ${(err as Error).message}`, 'is the key the one for this certificate, and unencrypted?');
+  }
+}
+
+function checkAuth(ctx: CheckContext): void {
+  const { jwt_secret, jwt_public_key } = ctx.config.auth;
+  if (ctx.ok('auth.jwt_secret') && jwt_secret !== '' && Buffer.byteLength(jwt_secret) < 32) {
+    ctx.warn('auth.jwt_secret is shorter than 32 bytes: HS256 tokens signed with it can be brute-forced');
+  }
+  if (!ctx.ok('auth.jwt_public_key') || jwt_public_key === '') return;
+  const pem = readText(ctx, 'auth.jwt_public_key', jwt_public_key);
+  if (pem === undefined) return;
+  const pubout = 'openssl ec -in private.pem -pubout -out public.pem';
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+    ctx.error('auth.jwt_public_key', `${jwt_public_key} is a private key; the gateway needs only the public key`, pubout);
+    return;
+  }
+  let keyObject: crypto.KeyObject;
+  try {
+    keyObject = crypto.createPublicKey(pem);
+  } catch (err) {
+    ctx.error('auth.jwt_public_key', `${jwt_public_key} is not a PEM public key: ${(err as Error).message}`, pubout);
+    return;
+  }
+  const curve = keyObject.asymmetricKeyDetails?.namedCurve;
+  if (keyObject.asymmetricKeyType !== 'ec' || curve !== 'prime256v1') {
+    const got = keyObject.asymmetricKeyType === 'ec' ? `an EC key on ${curve}` : `a ${keyObject.asymmetricKeyType} key`;
+    ctx.error('auth.jwt_public_key', `ES256 needs an EC P-256 key, ${jwt_public_key} is ${got}`, 'openssl ecparam -name prime256v1 -genkey');
+  }
+}
+
+function checkStore(ctx: CheckContext): void {
+  const { kind, path: dir, redis_url } = ctx.config.store;
+  if (ctx.ok('store.redis_url') && redis_url !== '') {
+    let url: URL | undefined;
+    try {
+      url = new URL(redis_url);
+    } catch {}
+    if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+      ctx.error('store.redis_url', 'must be a redis:// or rediss:// URL', 'e.g. redis://127.0.0.1:6379/0');
+    } else if (ctx.ok('store.kind') && kind === 'embedded') {
+      ctx.warn('store.redis_url is set but store.kind is "embedded": the URL is not used');
+    }
+  }
+  if (ctx.ok('store.kind') && ctx.ok('store.redis_url') && kind === 'redis' && redis_url === '') {
+    ctx.error('store.redis_url', 'is required when store.kind = "redis"', 'e.g. redis://127.0.0.1:6379/0');
+  }
+  if (ctx.ok('store.path')) {
+    const stat = fs.statSync(dir, { throwIfNoEntry: false });
+    if (stat && !stat.isDirectory()) ctx.error('store.path', `${dir} exists and is not a directory`);
+  }
+}
+
+function checkUpstream(ctx: CheckContext): void {
+  const { url } = ctx.config.upstream;
+  if (!ctx.ok('upstream.url') || url === '') return;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {}
+  if (parsed === undefined || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    ctx.error('upstream.url', `${JSON.stringify(url)} is not an http(s) URL`, 'e.g. http://127.0.0.1:9000/moor');
+  }
+}
+
+function checkLimits(ctx: CheckContext): void {
+  const { max_frame, max_buffered } = ctx.config.limits;
+  if (ctx.ok('limits.max_frame') && ctx.ok('limits.max_buffered') && max_buffered < max_frame) {
+    ctx.error('limits.max_buffered', `(${max_buffered}) is below limits.max_frame (${max_frame}): a full frame could never be sent`, `raise it to at least ${max_frame}`);
+  }
+}
