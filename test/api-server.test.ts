@@ -1,0 +1,457 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import type { ApiBackend, DeviceInfo, PushCommand, PushOutcome } from '../src/api/backend';
+import { ApiError } from '../src/api/errors';
+import { type ApiLogger, type ApiServer, createApiServer } from '../src/api/server';
+import type { Config } from '../src/config/types';
+
+const KEYS = ['key-one', 'key-two'];
+const MAX_BODY = 4096;
+
+/** An ApiBackend that records calls and answers what each test sets. */
+class TestBackend implements ApiBackend {
+  calls: Array<{ op: string; arg: unknown }> = [];
+  devices = new Map<string, DeviceInfo>();
+  connected = new Set<string>();
+  dicts = new Map<number, Buffer>();
+  readiness = { ok: true, reasons: [] as string[] };
+  /** Thrown (rejected) by the next backend call when set. */
+  failure: unknown = null;
+  /** When set, push waits for this promise before answering. */
+  pushGate: Promise<void> | null = null;
+
+  private check(op: string, arg: unknown): void {
+    this.calls.push({ op, arg });
+    if (this.failure !== null) {
+      const f = this.failure;
+      this.failure = null;
+      throw f;
+    }
+  }
+
+  async push(cmd: PushCommand): Promise<PushOutcome> {
+    this.check('push', cmd);
+    if (this.pushGate) await this.pushGate;
+    const n = cmd.target.kind === 'device' ? cmd.target.deviceIds.length : 0;
+    const out: PushOutcome = { id: cmd.id, accepted: n, online: 1 };
+    if (cmd.durable) out.seqs = Array.from({ length: n }, (_, i) => i + 1);
+    return out;
+  }
+  async deviceInfo(deviceId: string): Promise<DeviceInfo | null> {
+    this.check('deviceInfo', deviceId);
+    return this.devices.get(deviceId) ?? null;
+  }
+  async kick(deviceId: string): Promise<boolean> {
+    this.check('kick', deviceId);
+    return this.connected.delete(deviceId);
+  }
+  async metrics(): Promise<{ contentType: string; body: string }> {
+    this.check('metrics', null);
+    return { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'moor_up 1\n' };
+  }
+  async ready(): Promise<{ ok: boolean; reasons: string[] }> {
+    this.check('ready', null);
+    return this.readiness;
+  }
+  async dict(id: number): Promise<Buffer | null> {
+    this.check('dict', id);
+    return this.dicts.get(id) ?? null;
+  }
+}
+
+const logged: Array<{ obj: object; msg?: string }> = [];
+const logger: ApiLogger = {
+  error: (obj, msg) => logged.push({ obj, msg }),
+  warn: (obj, msg) => logged.push({ obj, msg }),
+};
+
+const backend = new TestBackend();
+let server: ApiServer;
+let base: string;
+
+before(() => {
+  const config = { api: { host: '127.0.0.1', port: 0, keys: KEYS, max_body: MAX_BODY } } as unknown as Config;
+  server = createApiServer(config, backend, logger);
+  assert.ok(server.port > 0);
+  base = `http://127.0.0.1:${server.port}`;
+});
+after(() => server.close());
+beforeEach(() => {
+  backend.calls = [];
+  backend.failure = null;
+  backend.pushGate = null;
+  logged.length = 0;
+});
+
+const auth = (key = KEYS[0]!): Record<string, string> => ({ authorization: `Bearer ${key}` });
+
+async function push(body: unknown, headers: Record<string, string> = auth()): Promise<Response> {
+  return fetch(`${base}/v1/push`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+async function errorOf(res: Response): Promise<{ code: string; message: string }> {
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+  const j = (await res.json()) as { error: { code: string; message: string } };
+  assert.deepEqual(Object.keys(j), ['error']);
+  return j.error;
+}
+
+/** A raw request over node:http, for bodies fetch cannot send (partial, oversized). */
+function rawRequest(
+  path: string,
+  headers: Record<string, string | number>,
+  write: (req: http.ClientRequest) => void,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    // keep-alive, so a `Connection: close` answer is the server's choice
+    const agent = new http.Agent({ keepAlive: true });
+    const req = http.request(`${base}${path}`, { method: 'POST', headers, agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => {
+        agent.destroy();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+      });
+    });
+    req.on('error', reject);
+    write(req);
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('POST /v1/push', () => {
+  test('202 with id, accepted, online, seqs; the backend gets the command', async () => {
+    const res = await push({ device_ids: ['a', 'b'], body: 'hello', priority: 'high', ttl_s: 30, id: 'p-1' });
+    assert.equal(res.status, 202);
+    assert.deepEqual(await res.json(), { id: 'p-1', accepted: 2, online: 1, seqs: [1, 2] });
+    assert.equal(backend.calls.length, 1);
+    const cmd = backend.calls[0]!.arg as PushCommand;
+    assert.deepEqual(cmd.target, { kind: 'device', deviceIds: ['a', 'b'], single: false });
+    assert.deepEqual(cmd.body, Buffer.from('hello'));
+    assert.equal(cmd.priority, 1);
+    assert.equal(cmd.ttlMs, 30_000);
+    assert.equal(cmd.durable, true);
+    assert.equal(cmd.idGiven, true);
+    assert.equal(cmd.apiKey, KEYS[0]);
+  });
+
+  test('the second key works and is passed as apiKey; an id is generated', async () => {
+    const res = await push({ topic: 'news', body_b64: 'AQI=' }, auth(KEYS[1]));
+    assert.equal(res.status, 202);
+    const j = (await res.json()) as PushOutcome;
+    assert.equal(j.seqs, undefined, 'transient pushes have no seqs');
+    const cmd = backend.calls[0]!.arg as PushCommand;
+    assert.equal(cmd.apiKey, KEYS[1]);
+    assert.equal(cmd.idGiven, false);
+    assert.match(cmd.id, /^[0-9a-f-]{36}$/);
+    assert.equal(j.id, cmd.id);
+  });
+
+  test('401 without, with a wrong or malformed Authorization', async () => {
+    for (const headers of [{}, auth('nope'), { authorization: KEYS[0]! }, { authorization: `Basic ${KEYS[0]}` }]) {
+      const res = await push({ device_id: 'd', body: 'x' }, headers);
+      assert.equal(res.status, 401);
+      assert.equal(res.headers.get('www-authenticate'), 'Bearer');
+      assert.equal((await errorOf(res)).code, 'UNAUTHORIZED');
+    }
+    assert.equal(backend.calls.length, 0);
+  });
+
+  test('400 BAD_JSON for malformed JSON, empty body, invalid UTF-8', async () => {
+    for (const body of ['{"device_id":', '']) {
+      const res = await push(body);
+      assert.equal(res.status, 400);
+      assert.equal((await errorOf(res)).code, 'BAD_JSON');
+    }
+    const res = await fetch(`${base}/v1/push`, {
+      method: 'POST',
+      headers: auth(),
+      body: Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]),
+    });
+    assert.equal(res.status, 400);
+    assert.equal((await errorOf(res)).code, 'BAD_JSON');
+    assert.equal(backend.calls.length, 0);
+  });
+
+  test('400 INVALID_FIELD names every field and why', async () => {
+    const res = await push({ device_id: 'd', body: 'x', ttl_s: -1, color: 'red' });
+    assert.equal(res.status, 400);
+    const e = await errorOf(res);
+    assert.equal(e.code, 'INVALID_FIELD');
+    assert.match(e.message, /color: unknown field/);
+    assert.match(e.message, /ttl_s: must be a non-negative integer/);
+    const durable = await errorOf(await push({ topic: 't', body: 'x', durable: true }));
+    assert.match(durable.message, /^durable: .*not supported/);
+    assert.equal(backend.calls.length, 0);
+  });
+
+  test('413 when Content-Length exceeds max_body, connection closed without reading', async () => {
+    const r = await rawRequest('/v1/push', { ...auth(), 'content-length': MAX_BODY + 1 }, (req) => {
+      req.write('{');
+    });
+    assert.equal(r.status, 413);
+    assert.equal(r.headers.connection, 'close');
+    assert.equal(JSON.parse(r.body).error.code, 'PAYLOAD_TOO_LARGE');
+    assert.equal(backend.calls.length, 0);
+  });
+
+  test('413 when a chunked body grows past max_body', async () => {
+    const r = await rawRequest('/v1/push', { ...auth(), 'transfer-encoding': 'chunked' }, (req) => {
+      const chunk = 'x'.repeat(1024);
+      for (let i = 0; i < 5; i++) req.write(chunk);
+      req.end();
+    });
+    assert.equal(r.status, 413);
+    assert.equal(r.headers.connection, 'close');
+    assert.equal(JSON.parse(r.body).error.code, 'PAYLOAD_TOO_LARGE');
+    assert.equal(backend.calls.length, 0);
+  });
+
+  test('a body of exactly max_body is read', async () => {
+    const doc = { device_id: 'd', body: '' };
+    const pad = MAX_BODY - JSON.stringify(doc).length;
+    const res = await push({ device_id: 'd', body: 'y'.repeat(pad) });
+    assert.equal(res.status, 202);
+    assert.equal((backend.calls[0]!.arg as PushCommand).body.length, pad);
+  });
+
+  test('503 STORE_UNAVAILABLE with Retry-After on a typed store error', async () => {
+    backend.failure = Object.assign(new Error('lmdb: disk gone'), { code: 'STORE_UNAVAILABLE', retryAfterMs: 2500 });
+    const res = await push({ device_id: 'd', body: 'x' });
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get('retry-after'), '3');
+    assert.equal((await errorOf(res)).code, 'STORE_UNAVAILABLE');
+    assert.equal(logged.length, 0);
+  });
+
+  test('429 with Retry-After when the backend rate-limits', async () => {
+    backend.failure = new ApiError('RATE_LIMITED', 'slow down', { retryAfterS: 7 });
+    const res = await push({ device_id: 'd', body: 'x' });
+    assert.equal(res.status, 429);
+    assert.equal(res.headers.get('retry-after'), '7');
+    assert.deepEqual(await errorOf(res), { code: 'RATE_LIMITED', message: 'slow down' });
+  });
+
+  test('500 INTERNAL, logged, on any other failure', async () => {
+    backend.failure = new TypeError('bug');
+    const res = await push({ device_id: 'd', body: 'x' });
+    assert.equal(res.status, 500);
+    assert.deepEqual(await errorOf(res), { code: 'INTERNAL', message: 'internal error' });
+    assert.equal(logged.length, 1);
+    assert.equal((logged[0]!.obj as { err: Error }).err.message, 'bug');
+  });
+
+  test('a client that aborts mid-body: nothing runs, the server lives on', async () => {
+    await new Promise<void>((resolve) => {
+      const req = http.request(`${base}/v1/push`, {
+        method: 'POST',
+        headers: { ...auth(), 'content-length': 100 },
+        agent: false,
+      });
+      req.on('error', () => resolve());
+      req.write('{"device_id":');
+      setTimeout(() => req.destroy(), 30);
+    });
+    await sleep(30);
+    assert.equal(backend.calls.length, 0);
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  });
+
+  test('a client that leaves while the backend works: the late answer is dropped safely', async () => {
+    let open!: () => void;
+    backend.pushGate = new Promise((r) => {
+      open = r;
+    });
+    const gone = new Promise<void>((resolve) => {
+      const req = http.request(`${base}/v1/push`, { method: 'POST', headers: auth(), agent: false });
+      req.on('error', () => resolve());
+      req.end(JSON.stringify({ device_id: 'd', body: 'x' }));
+      const poll = setInterval(() => {
+        if (backend.calls.length > 0) {
+          clearInterval(poll);
+          req.destroy();
+        }
+      }, 5);
+    });
+    await gone;
+    await sleep(30);
+    open();
+    await sleep(30);
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  });
+});
+
+describe('devices', () => {
+  const info: DeviceInfo = {
+    online: true,
+    node: 'n1',
+    worker: 0,
+    connected_at: '2026-01-01T00:00:00.000Z',
+    network: { kind: 'WIFI', carrier: '' },
+    heartbeat_ms: 270000,
+    head_seq: 5,
+    acked_seq: 3,
+  };
+
+  test('GET /v1/devices/{id}: 200 JSON, percent-decoded id', async () => {
+    backend.devices.set('dev/1 é', info);
+    const res = await fetch(`${base}/v1/devices/${encodeURIComponent('dev/1 é')}`, { headers: auth() });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), info);
+    assert.deepEqual(backend.calls, [{ op: 'deviceInfo', arg: 'dev/1 é' }]);
+  });
+
+  test('GET /v1/devices/{id}: 404 when never seen, 401 without key, 400 on bad encoding', async () => {
+    const res = await fetch(`${base}/v1/devices/ghost`, { headers: auth() });
+    assert.equal(res.status, 404);
+    assert.equal((await errorOf(res)).code, 'NOT_FOUND');
+    assert.equal((await fetch(`${base}/v1/devices/ghost`)).status, 401);
+    const badPath = await fetch(`${base}/v1/devices/%E0%A4%A`, { headers: auth() });
+    assert.equal(badPath.status, 400);
+    assert.equal((await errorOf(badPath)).code, 'INVALID_PATH');
+  });
+
+  test('DELETE /v1/devices/{id}/session: 204, then 404 NOT_CONNECTED', async () => {
+    backend.connected.add('d7');
+    const first = await fetch(`${base}/v1/devices/d7/session`, { method: 'DELETE', headers: auth() });
+    assert.equal(first.status, 204);
+    assert.equal(await first.text(), '');
+    const second = await fetch(`${base}/v1/devices/d7/session`, { method: 'DELETE', headers: auth() });
+    assert.equal(second.status, 404);
+    assert.equal((await errorOf(second)).code, 'NOT_CONNECTED');
+    assert.equal((await fetch(`${base}/v1/devices/d7/session`, { method: 'DELETE' })).status, 401);
+  });
+});
+
+describe('dictionaries', () => {
+  const bytes = Buffer.from('a zstd dictionary, pretend');
+  const etag = `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 27)}"`;
+
+  test('200 without auth, immutable caching headers and an ETag', async () => {
+    backend.dicts.set(42, bytes);
+    const res = await fetch(`${base}/v1/dicts/42`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'application/octet-stream');
+    assert.equal(res.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.equal(res.headers.get('etag'), etag);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
+    assert.deepEqual(backend.calls, [{ op: 'dict', arg: 42 }]);
+  });
+
+  test('304 on a matching If-None-Match (weak or listed)', async () => {
+    backend.dicts.set(42, bytes);
+    for (const inm of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const res = await fetch(`${base}/v1/dicts/42`, { headers: { 'if-none-match': inm } });
+      assert.equal(res.status, 304, inm);
+      assert.equal(res.headers.get('etag'), etag);
+    }
+    assert.equal((await fetch(`${base}/v1/dicts/42`, { headers: { 'if-none-match': '"x"' } })).status, 200);
+  });
+
+  test('404 for an unknown or malformed id (the backend is not asked for nonsense)', async () => {
+    for (const id of ['7', 'abc', '-1', '99999999999', '4294967296']) {
+      const res = await fetch(`${base}/v1/dicts/${id}`);
+      assert.equal(res.status, 404, id);
+      assert.equal((await errorOf(res)).code, 'NOT_FOUND');
+    }
+    assert.deepEqual(backend.calls, [{ op: 'dict', arg: 7 }]);
+  });
+});
+
+describe('operations endpoints', () => {
+  test('GET /metrics: no auth, the backend text and content type', async () => {
+    const res = await fetch(`${base}/metrics`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+    assert.equal(await res.text(), 'moor_up 1\n');
+  });
+
+  test('GET /healthz: 200 {"ok":true}', async () => {
+    const res = await fetch(`${base}/healthz`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { ok: true });
+  });
+
+  test('GET /readyz: 200 when ready, 503 with reasons and Retry-After when not', async () => {
+    backend.readiness = { ok: true, reasons: [] };
+    const up = await fetch(`${base}/readyz`);
+    assert.equal(up.status, 200);
+    assert.deepEqual(await up.json(), { ok: true, reasons: [] });
+    backend.readiness = { ok: false, reasons: ['draining', 'store unreachable'] };
+    const down = await fetch(`${base}/readyz`);
+    assert.equal(down.status, 503);
+    assert.equal(down.headers.get('retry-after'), '5');
+    const j = (await down.json()) as { ok: boolean; reasons: string[]; error: { code: string; message: string } };
+    assert.equal(j.ok, false);
+    assert.deepEqual(j.reasons, ['draining', 'store unreachable']);
+    assert.equal(j.error.code, 'NOT_READY');
+    assert.match(j.error.message, /draining; store unreachable/);
+    backend.readiness = { ok: true, reasons: [] };
+  });
+
+  test('/readyz: a throwing backend is 503 STORE_UNAVAILABLE', async () => {
+    backend.failure = Object.assign(new Error('x'), { code: 'STORE_UNAVAILABLE' });
+    const res = await fetch(`${base}/readyz`);
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get('retry-after'), '1');
+  });
+});
+
+describe('routing', () => {
+  const cases: Array<[method: string, path: string, allow: string]> = [
+    ['GET', '/v1/push', 'POST'],
+    ['PUT', '/v1/push', 'POST'],
+    ['POST', '/v1/devices/d1', 'GET'],
+    ['GET', '/v1/devices/d1/session', 'DELETE'],
+    ['DELETE', '/v1/dicts/1', 'GET'],
+    ['POST', '/metrics', 'GET'],
+    ['POST', '/healthz', 'GET'],
+    ['DELETE', '/readyz', 'GET'],
+  ];
+  for (const [method, path, allow] of cases) {
+    test(`405 ${method} ${path}, Allow: ${allow}`, async () => {
+      const res = await fetch(`${base}${path}`, { method, headers: auth() });
+      assert.equal(res.status, 405);
+      assert.equal(res.headers.get('allow'), allow);
+      const e = await errorOf(res);
+      assert.equal(e.code, 'METHOD_NOT_ALLOWED');
+      assert.match(e.message, new RegExp(`${method} is not allowed.*use ${allow}`));
+    });
+  }
+
+  test('404 NOT_FOUND on unknown paths', async () => {
+    for (const path of ['/', '/v1', '/v1/push/x', '/v2/push', '/v1/devices']) {
+      const res = await fetch(`${base}${path}`, { headers: auth() });
+      assert.equal(res.status, 404, path);
+      assert.equal((await errorOf(res)).code, 'NOT_FOUND');
+    }
+    assert.equal(backend.calls.length, 0);
+  });
+
+  test('keep-alive: many requests on one connection', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 20; i++) {
+        const status = await new Promise<number>((resolve, reject) => {
+          http
+            .get(`${base}/healthz`, { agent }, (res) => {
+              res.resume();
+              res.on('end', () => resolve(res.statusCode ?? 0));
+            })
+            .on('error', reject);
+        });
+        assert.equal(status, 200);
+      }
+    } finally {
+      agent.destroy();
+    }
+  });
+});
