@@ -17,7 +17,7 @@ export interface LoadOptions {
   /** Config flags only (`--ws.port=8080`, `--workers 2`); the CLI strips its own first. */
   args: readonly string[];
   env: Readonly<Record<string, string | undefined>>;
-  /** Told about suspicious but valid input (unknown MOOR_* variables, weak secrets). */
+  /** Told about suspicious but valid input (misspelt MOOR_* variables, weak secrets). */
   warn?: (message: string) => void;
 }
 
@@ -141,8 +141,9 @@ function envEntries(env: LoadOptions['env'], cwd: string, warn: (m: string) => v
     if (!name.startsWith('MOOR_') || value === undefined) continue;
     const key = BY_ENV.get(name);
     if (key === undefined) {
+      // Other MOOR_* variables exist (tests, drain tuning); only likely typos are worth a word.
       const hint = suggestion(name, [...BY_ENV.keys()]);
-      warn(`ignoring unknown environment variable ${name}${hint ? ` (${hint})` : ''}`);
+      if (hint) warn(`ignoring unknown environment variable ${name} (${hint})`);
       continue;
     }
     // An empty variable (e.g. `MOOR_TLS_CERT=` in an EnvironmentFile) means "not set".
