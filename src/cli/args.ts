@@ -20,10 +20,6 @@ export function parseArgs(argv: readonly string[], spec: FlagSpec): ParsedArgs {
   const out: ParsedArgs = { flags: {}, configArgs: [], positionals: [], errors: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (arg === '-h') {
-      out.flags.help = true;
-      continue;
-    }
     if (!arg.startsWith('--') || arg === '--') {
       out.positionals.push(arg);
       continue;

@@ -31,9 +31,13 @@ export async function main(argv: string[]): Promise<void> {
 export async function run(argv: readonly string[], io: Io): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    if (command === undefined) {
+      io.err(USAGE);
+      return EXIT_USAGE;
+    }
     const topic = command === 'help' ? rest[0] : undefined;
     io.out(topic !== undefined && COMMAND_HELP[topic] ? COMMAND_HELP[topic] : USAGE);
-    return command === undefined ? EXIT_USAGE : EXIT_OK;
+    return EXIT_OK;
   }
   if (command === '--version' || command === '-v') {
     io.out(version());

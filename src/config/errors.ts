@@ -30,6 +30,12 @@ export function formatIssues(issues: readonly ConfigIssue[]): string {
     .join('\n');
 }
 
+/** Why a file could not be read, in a few words (`no such file`). */
+export function readFailure(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+}
+
 /** Optimal string alignment distance: edits, with a swap of neighbours counting as one. */
 export function editDistance(a: string, b: string): number {
   const d: number[][] = [];

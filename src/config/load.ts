@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { ConfigError, type ConfigIssue, suggestion } from './errors';
+import { ConfigError, type ConfigIssue, readFailure, suggestion } from './errors';
 import { type AnySpec, CONFIG_KEYS, type ConfigKey, defaults, envName, setKey, specOf } from './schema';
 import type { Config } from './types';
 import { checkConfig } from './validate';
@@ -86,9 +86,7 @@ function fileEntries(file: string, issues: ConfigIssue[]): Entry[] {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    issues.push({ key: 'config', message: `cannot read ${file}: ${why}`, hint: 'check the --config path' });
+    issues.push({ key: 'config', message: `cannot read ${file}: ${readFailure(err)}`, hint: 'check the --config path' });
     return [];
   }
   let table: Record<string, unknown>;

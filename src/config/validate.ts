@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
+import { readFailure } from './errors';
 import type { ConfigKey } from './schema';
 import type { Config } from './types';
 
@@ -81,9 +82,7 @@ function readText(ctx: CheckContext, key: ConfigKey, file: string): string | und
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    ctx.error(key, `cannot read ${file}: ${why}`);
+    ctx.error(key, `cannot read ${file}: ${readFailure(err)}`);
     return undefined;
   }
 }
