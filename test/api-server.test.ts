@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import type { ApiBackend, DeviceInfo, PushCommand, PushOutcome } from '../src/api/backend';
 import { ApiError } from '../src/api/errors';
@@ -434,6 +435,40 @@ describe('routing', () => {
       assert.equal((await errorOf(res)).code, 'NOT_FOUND');
     }
     assert.equal(backend.calls.length, 0);
+  });
+
+  test('a 401 with an unread body leaves the connection usable', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const c = net.connect(server.port, '127.0.0.1');
+      let got = '';
+      c.setEncoding('latin1');
+      c.on('data', (d) => {
+        got += d;
+        if (got.includes('{"ok":true}')) c.end();
+      });
+      c.on('close', () => resolve(got));
+      c.write('POST /v1/push HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789');
+      c.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    });
+    assert.match(out, /^HTTP\/1\.1 401 [^]*HTTP\/1\.1 200 OK/);
+  });
+
+  test('two servers listen on one configured port (SO_REUSEPORT, one per worker)', async () => {
+    // uSockets sets SO_REUSEPORT only for a non-zero port: find a free one first
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const config = { api: { host: '127.0.0.1', port, keys: KEYS, max_body: MAX_BODY } } as unknown as Config;
+    const a = createApiServer(config, backend, logger);
+    const b = createApiServer(config, backend, logger);
+    try {
+      assert.deepEqual([a.port, b.port], [port, port]);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+    } finally {
+      a.close();
+      b.close();
+    }
   });
 
   test('keep-alive: many requests on one connection', async () => {
