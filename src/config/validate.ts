@@ -160,8 +160,12 @@ function checkStore(ctx: CheckContext): void {
     ctx.error('store.redis_url', 'is required when store.kind = "redis"', 'e.g. redis://127.0.0.1:6379/0');
   }
   if (ctx.ok('store.path')) {
-    const stat = fs.statSync(dir, { throwIfNoEntry: false });
-    if (stat && !stat.isDirectory()) ctx.error('store.path', `${dir} exists and is not a directory`);
+    try {
+      const stat = fs.statSync(dir, { throwIfNoEntry: false });
+      if (stat && !stat.isDirectory()) ctx.error('store.path', `${dir} exists and is not a directory`);
+    } catch (err) {
+      ctx.error('store.path', `cannot inspect ${dir}: ${readFailure(err)}`);
+    }
   }
 }
 
