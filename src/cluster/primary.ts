@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { GeneratedSecrets } from '../config/secrets';
+import { resumePorts as computeResumePorts } from '../config/ports';
 import type { Config } from '../config/types';
 import { installPrimaryMetricsResponder } from '../metrics/cluster';
 import { getLogger, initLogger } from '../util/log';
@@ -18,8 +19,6 @@ const RESTART_BASE_MS = 200;
 const RESTART_MAX_MS = 30_000;
 /** A worker that lived this long resets its restart backoff. */
 const STABLE_MS = 60_000;
-const DEFAULT_DRAIN_WINDOW_MS = 30_000;
-const DEFAULT_DRAIN_GRACE_MS = 5_000;
 
 /** A free TCP port on `host` (for ports configured as 0), found by binding port 0. */
 export function freePort(host: string): Promise<number> {
@@ -31,6 +30,12 @@ export function freePort(host: string): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+async function freePorts(host: string, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await freePort(host));
+  return out;
 }
 
 interface Slot {
@@ -53,11 +58,7 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets): P
   const resolved: Config = structuredClone(config);
   if (resolved.ws.port === 0) resolved.ws.port = await freePort(resolved.ws.host);
   if (resolved.api.port === 0) resolved.api.port = await freePort(resolved.api.host);
-  const resumePorts: number[] = [];
-  for (let i = 0; i < resolved.workers; i++) {
-    const base = resolved.ws.resume_port_base || (config.ws.port === 0 ? 0 : resolved.ws.port + 1);
-    resumePorts.push(base === 0 ? await freePort(resolved.ws.host) : base + i);
-  }
+  const resumePorts = resolved.ws.resume_port_base === 0 && config.ws.port === 0 ? await freePorts(resolved.ws.host, resolved.workers) : computeResumePorts(resolved);
   const meshDir = path.join(os.tmpdir(), `moor-${process.pid}`);
   mkdirSync(meshDir, { recursive: true, mode: 0o700 });
 
@@ -111,8 +112,8 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets): P
   const shutdown = (signal: string): void => {
     if (shuttingDown) return;
     shuttingDown = true;
-    const windowMs = Number(process.env.MOOR_DRAIN_WINDOW_MS) || DEFAULT_DRAIN_WINDOW_MS;
-    const graceMs = Number(process.env.MOOR_DRAIN_GRACE_MS) || DEFAULT_DRAIN_GRACE_MS;
+    const windowMs = resolved.drain.window_ms;
+    const graceMs = resolved.drain.grace_ms;
     log.info({ signal, window_ms: windowMs, grace_ms: graceMs }, 'draining');
     broadcast({ type: 'moor:drain', windowMs, graceMs });
     const hardStop = setTimeout(() => {

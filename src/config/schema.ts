@@ -67,7 +67,7 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
   'ws.host': { kind: 'string', nonEmpty: true, default: '0.0.0.0', doc: 'WebSocket listener address' },
   'ws.path': { kind: 'string', nonEmpty: true, default: '/ws', doc: 'HTTP path of the WebSocket upgrade' },
   'ws.resume_port_base': {
-    ...PORT, default: 0, defaultText: '0 (= ws.port + 1)',
+    ...PORT, default: 0, defaultText: '0 (= ws.port + 1, skipping other listeners)',
     doc: 'worker i also listens on base + i so devices can resume TLS on the same worker',
   },
   'tcp.port': { ...PORT, default: 7070, doc: 'raw TCP listener port; 0 turns raw TCP off' },
@@ -129,6 +129,14 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
   'limits.max_buffered': {
     kind: 'int', min: 1024, max: 1024 * MiB, default: 262_144, live: true,
     doc: 'bytes a session may buffer before sends are dropped',
+  },
+  'drain.window_ms': {
+    kind: 'int', min: 0, max: 3_600_000, default: 30_000, live: true,
+    doc: 'on SIGTERM, GOAWAY reconnect_after_ms is spread uniformly over this window',
+  },
+  'drain.grace_ms': {
+    kind: 'int', min: 0, max: 3_600_000, default: 5_000, live: true,
+    doc: 'time devices get to disconnect after GOAWAY before the rest are closed',
   },
   'log.level': { kind: 'enum', values: LOG_LEVELS, default: 'info', live: true, doc: 'trace, debug, info, warn, error or fatal' },
 };

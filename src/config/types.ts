@@ -10,7 +10,7 @@ export interface Config {
     port: number;
     host: string;
     path: string;
-    /** First per-worker resume port; 0 means ws.port + 1 (worker i listens on base + i). */
+    /** First per-worker resume port; 0 means ws.port + 1, skipping the other listeners' ports (ports.ts). */
     resume_port_base: number;
   };
   tcp: { port: number; host: string };
@@ -33,6 +33,12 @@ export interface Config {
     sync_page: number;
     /** Buffered bytes a session may hold before sends are dropped (backpressure). */
     max_buffered: number;
+  };
+  drain: {
+    /** GOAWAY reconnect_after_ms is spread uniformly over [0, window_ms). */
+    window_ms: number;
+    /** How long devices get to leave after GOAWAY before the rest are closed. */
+    grace_ms: number;
   };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
 }

@@ -60,14 +60,12 @@ function checkListeners(ctx: CheckContext): void {
       }
     }
   }
-  const lo = base > 0 ? base : ws.port > 0 ? ws.port + 1 : 0;
-  if (lo === 0 || !ctx.ok('ws.port') || !ctx.ok('ws.resume_port_base') || !ctx.ok('workers')) return;
-  const resume: Listener = { key: 'ws.resume_port_base', host: ws.host, lo, hi: lo + workers - 1 };
+  // Without an explicit base the resume ports skip the other listeners (ports.ts).
+  if (base === 0 || !ctx.ok('ws.resume_port_base') || !ctx.ok('workers')) return;
+  const resume: Listener = { key: 'ws.resume_port_base', host: ws.host, lo: base, hi: base + workers - 1 };
   for (const other of fixed) {
     if (!overlap(resume, other)) continue;
-    const what = `resume ports ${resume.lo}-${resume.hi} (one per worker) include ${other.key} ${other.lo}`;
-    if (ctx.isSet('ws.resume_port_base')) ctx.error('ws.resume_port_base', what, 'move ws.resume_port_base');
-    else ctx.warn(`${what}; set ws.resume_port_base to a free range, e.g. ${Math.max(ws.port, api.port, tcp.port) + 10}`);
+    ctx.error('ws.resume_port_base', `resume ports ${resume.lo}-${resume.hi} (one per worker) include ${other.key} ${other.lo}`, 'move ws.resume_port_base');
   }
 }
 

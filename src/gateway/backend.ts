@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ApiBackend, DeviceInfo, PushCommand, PushOutcome } from '../api/backend';
+import { ApiError } from '../api/errors';
 import { ErrorCode } from '../protocol/constants';
 import { moor } from '../protocol/generated/moor';
 import { Op, type PushHeader, shardOf } from '../mesh/ops';
@@ -38,6 +39,10 @@ export class WorkerBackend implements ApiBackend {
       if (prior) return JSON.parse(prior) as PushOutcome;
     }
     const now = Date.now();
+    const frameBytes = pushSize(cmd);
+    if (frameBytes > this.gw.deps.config.limits.max_frame) {
+      throw new ApiError('PAYLOAD_TOO_LARGE', `body: the PUSH payload would be ${frameBytes} bytes; devices accept at most limits.max_frame = ${this.gw.deps.config.limits.max_frame}`);
+    }
     const hdr: PushHeader = { id: cmd.id, topic: cmd.target.kind === 'topic' ? cmd.target.topic : '', priority: cmd.priority, exp: cmd.ttlMs > 0 ? now + cmd.ttlMs : 0, sent: now };
     let outcome: PushOutcome;
     if (cmd.target.kind === 'device') {
@@ -120,8 +125,12 @@ export class WorkerBackend implements ApiBackend {
 
   async kick(deviceId: string): Promise<boolean> {
     const shard = shardOf(deviceId, this.gw.deps.workerCount);
-    const r = await this.gw.mesh.request(shard, Op.KICK_DEVICE, { d: deviceId, code: ErrorCode.REPLACED, msg: 'session closed by the operator' });
-    return r.hdr.kicked === true;
+    try {
+      const r = await this.gw.mesh.request(shard, Op.KICK_DEVICE, { d: deviceId, code: ErrorCode.REPLACED, msg: 'session closed by the operator' });
+      return r.hdr.kicked === true;
+    } catch (err) {
+      throw new ApiError('OVERLOADED', `the worker holding this device's directory shard is restarting: ${(err as Error).message}`, { retryAfterS: 1 });
+    }
   }
 
   metrics(): Promise<{ contentType: string; body: string }> {
@@ -135,6 +144,12 @@ export class WorkerBackend implements ApiBackend {
   dict(id: number): Promise<Buffer | null> {
     return this.hooks.dict(id);
   }
+}
+
+/** Size of the largest PUSH payload this push produces (seq at its widest). */
+function pushSize(cmd: PushCommand): number {
+  const topic = cmd.target.kind === 'topic' ? cmd.target.topic : '';
+  return moor.v1.Push.encode({ seq: Number.MAX_SAFE_INTEGER, id: cmd.id, topic, body: cmd.body, priority: cmd.priority, expiresAtMs: Date.now() + cmd.ttlMs, sentAtMs: Date.now() }).len;
 }
 
 function networkName(kind: number): string {

@@ -4,6 +4,7 @@
  * handlers.ts, delivery in delivery.ts; this file owns the session lifecycle.
  */
 import { DEVICE_TO_GATEWAY, ErrorCode, type ErrorCodeValue, FLAG_CODEC_MASK, FRAME_TYPE_NAMES, FrameType } from '../protocol/constants';
+import { headerSize } from '../protocol/encoder';
 import { Directory } from '../mesh/directory';
 import { Mesh, type MeshHandler, type MeshMessage, type MeshReply } from '../mesh/mesh';
 import { Op, shardOf } from '../mesh/ops';
@@ -118,7 +119,7 @@ export class Gateway implements MeshHandler {
   /** Every decoded frame from a device. The payload is only valid during this call. */
   frame(s: Session, type: number, flags: number, stream: number, payload: Buffer): void {
     if (s.state >= SessionState.CLOSING) return;
-    this.deps.metrics.frameIn(type, payload.length);
+    this.deps.metrics.frameIn(type, headerSize(stream, payload.length) + payload.length);
     s.lastSeen = Date.now();
     if (!DEVICE_TO_GATEWAY.has(type)) {
       return this.fail(s, ErrorCode.PROTOCOL_ERROR, `${FRAME_TYPE_NAMES[type]} frames are not sent by devices`);
