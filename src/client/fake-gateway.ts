@@ -189,15 +189,11 @@ export class FakeGateway {
           g.prefaceOk.push(head.subarray(0, TCP_PREFACE.length).equals(TCP_PREFACE));
           chunk = head.subarray(TCP_PREFACE.length);
         }
-        let frames: Frame[];
-        try {
-          frames = reader.feed(chunk);
-        } catch (e) {
-          c.bad(e as Error);
+        for (const f of reader.feed(chunk)) c.rx(f);
+        if (reader.error !== null) {
+          c.bad(reader.error);
           sock.destroy();
-          return;
         }
-        for (const f of frames) c.rx(f);
       });
       sock.on('close', () => {
         socks.delete(sock);

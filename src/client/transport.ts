@@ -128,16 +128,12 @@ function openTcp(ep: Extract<Endpoint, { kind: 'tcp' }>, h: TransportHandlers, o
     h.open();
   });
   sock.on('data', (chunk: Buffer) => {
-    let frames: Frame[];
-    try {
-      frames = reader.feed(chunk);
-    } catch (e) {
-      frames = [];
-      error = e as Error;
-    }
     // A handler may close the connection mid-chunk: later frames are then moot.
-    for (const f of frames) if (!sock.destroyed) h.frame(f);
-    if (error !== undefined) sock.destroy();
+    for (const f of reader.feed(chunk)) if (!sock.destroyed) h.frame(f);
+    if (reader.error !== null && !sock.destroyed) {
+      error ??= reader.error;
+      sock.destroy();
+    }
   });
   sock.on('error', (e) => {
     error ??= e;
