@@ -19,6 +19,13 @@ if (stale || process.argv.includes('--force')) {
   // --force-number: uint64 fields are JS numbers (seqs and times stay below 2^53).
   execFileSync(bin('pbjs'), ['-t', 'static-module', '-w', 'commonjs', '--force-number', '--no-verify', '--no-delimited', '-o', js, proto], { stdio: 'inherit' });
   execFileSync(bin('pbts'), ['-o', path.join(srcDir, 'moor.d.ts'), js], { stdio: 'inherit' });
+  // uint64 fields must decode as JS numbers (seqs, times: all below 2^53). protobufjs
+  // picks up the `long` package when it is installed and then decodes to Long objects,
+  // defaults included; turn that off before the module builds its prototypes.
+  const marker = 'var $Reader = $protobuf.Reader';
+  const text = fs.readFileSync(js, 'utf8');
+  if (!text.includes(marker)) throw new Error('build-proto: unexpected pbjs output; cannot disable Long');
+  fs.writeFileSync(js, text.replace(marker, `$protobuf.util.Long = undefined;\n$protobuf.configure();\n${marker}`));
 }
 fs.mkdirSync(distDir, { recursive: true });
 fs.copyFileSync(js, path.join(distDir, 'moor.js'));

@@ -33,9 +33,10 @@ function drained(s: Session): Promise<void> {
  * Send every stored push after `afterSeq`, page by page, then hand over to live
  * delivery. Live durable pushes that arrive meanwhile are left to this loop.
  */
-export function replay(gw: Gateway, s: Session, afterSeq: number): void {
+export function replay(gw: Gateway, s: Session, afterSeq: number, ready: Promise<void>): void {
   s.replaying++;
-  replayLoop(gw, s, afterSeq)
+  ready
+    .then(() => replayLoop(gw, s, afterSeq))
     .catch((err) => gw.deps.log.warn({ err, device: s.deviceId }, 'replay interrupted; the device can SYNC'))
     .finally(() => {
       s.replaying--;

@@ -31,6 +31,7 @@ export class Gateway implements MeshHandler {
   private readonly sidPrefix: string;
   /** Presence changes per shard, flushed once per tick so a reconnect storm batches. */
   private readonly presenceOut: Array<Array<[number, string, number, number]>>;
+  private readonly presenceDone: Array<Array<() => void>>;
   private presenceFlush = false;
 
   constructor(readonly deps: GatewayDeps) {
@@ -39,6 +40,7 @@ export class Gateway implements MeshHandler {
     this.mesh = new Mesh(workerIndex, workerCount, meshDir, this, log.child({ component: 'mesh' }));
     this.wheel = new TimingWheel<Session>(1000, 1024, (s, now) => this.expire(s, now));
     this.presenceOut = Array.from({ length: workerCount }, () => []);
+    this.presenceDone = Array.from({ length: workerCount }, () => []);
   }
 
   async start(): Promise<void> {
@@ -150,11 +152,14 @@ export class Gateway implements MeshHandler {
     }
   }
 
-  /** HELLO verified: make `s` the device's session here and in the directory. */
-  register(s: Session): void {
+  /**
+   * HELLO verified: make `s` the device's session here and in the directory.
+   * Resolves once the directory shard has the entry (or could not be reached).
+   */
+  register(s: Session): Promise<void> {
     const displaced = this.hub.add(s);
     if (displaced) this.fail(displaced, ErrorCode.REPLACED, 'the device connected again');
-    this.presence(1, s);
+    return new Promise((resolve) => this.presence(1, s, resolve));
   }
 
   idleTimeoutMs(s: Session): number {
@@ -176,9 +181,10 @@ export class Gateway implements MeshHandler {
 
   // ---- presence directory ----
 
-  private presence(kind: 0 | 1, s: Session): void {
+  private presence(kind: 0 | 1, s: Session, done?: () => void): void {
     const shard = shardOf(s.deviceId, this.deps.workerCount);
     this.presenceOut[shard].push([kind, s.deviceId, this.deps.workerIndex, s.sid]);
+    if (done) this.presenceDone[shard].push(done);
     if (!this.presenceFlush) {
       this.presenceFlush = true;
       setImmediate(() => this.flushPresence());
@@ -190,9 +196,25 @@ export class Gateway implements MeshHandler {
     for (let shard = 0; shard < this.presenceOut.length; shard++) {
       const ops = this.presenceOut[shard];
       if (ops.length === 0) continue;
+      const done = this.presenceDone[shard];
       this.presenceOut[shard] = [];
+      this.presenceDone[shard] = [];
       // A shard that is down gets everything again from onPeerUp.
-      this.mesh.send(shard, Op.PRESENCE, { ops });
+      const settle = () => {
+        for (const d of done) d();
+      };
+      this.mesh.request(shard, Op.PRESENCE, { ops }).then(settle, settle);
+    }
+  }
+
+  private applyPresence(ops: Array<[number, string, number, number]>): void {
+    for (const [kind, d, w, sid] of ops) {
+      if (kind === 0) {
+        this.directory.remove(d, w, sid);
+        continue;
+      }
+      const old = this.directory.add(d, w, sid);
+      if (old) this.mesh.send(old.worker, Op.KICK, { d, sid: old.sid, code: ErrorCode.REPLACED, msg: 'the device connected again' });
     }
   }
 
@@ -214,14 +236,7 @@ export class Gateway implements MeshHandler {
   onMessage(m: MeshMessage): void {
     switch (m.op) {
       case Op.PRESENCE:
-        for (const [kind, d, w, sid] of m.hdr.ops as Array<[number, string, number, number]>) {
-          if (kind === 0) {
-            this.directory.remove(d, w, sid);
-            continue;
-          }
-          const old = this.directory.add(d, w, sid);
-          if (old) this.mesh.send(old.worker, Op.KICK, { d, sid: old.sid, code: ErrorCode.REPLACED, msg: 'the device connected again' });
-        }
+        this.applyPresence(m.hdr.ops);
         return;
       case Op.KICK: {
         const s = this.hub.get(m.hdr.d);
@@ -238,6 +253,9 @@ export class Gateway implements MeshHandler {
 
   async onRequest(m: MeshMessage): Promise<MeshReply> {
     switch (m.op) {
+      case Op.PRESENCE:
+        this.applyPresence(m.hdr.ops);
+        return { hdr: {} };
       case Op.ROUTE:
         return { hdr: { online: this.route(m.hdr.t, m.hdr.devs, m.raw) } };
       case Op.FANOUT:

@@ -45,20 +45,32 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   }
   if (s.state !== SessionState.AUTHENTICATING) return;
   if (gw.draining) return gw.fail(s, ErrorCode.OVERLOADED, 'the gateway is draining', 5_000 + Math.floor(Math.random() * 5_000));
+  const now = Date.now();
+  s.heartbeatMs = deps.config.heartbeat.default_ms;
+  s.netKind = hello.network?.kind ?? 0;
+  s.carrier = hello.network?.carrier ?? '';
   let heads: { headSeq: number; ackedSeq: number };
   try {
-    heads = await deps.store.heads(s.deviceId);
+    // The device record is saved before WELCOME so the API can describe the device at once.
+    [heads] = await Promise.all([
+      deps.store.heads(s.deviceId),
+      deps.store.putDevice({
+        deviceId: s.deviceId,
+        firstSeenMs: now,
+        connectedAtMs: now,
+        network: { kind: s.netKind, carrier: s.carrier },
+        heartbeatMs: s.heartbeatMs,
+        node: deps.config.node.id,
+        worker: deps.workerIndex,
+      }),
+    ]);
   } catch (err) {
     deps.log.error({ err, device: s.deviceId }, 'store unavailable during handshake');
     return gw.fail(s, ErrorCode.OVERLOADED, 'store unavailable', 1_000 + Math.floor(Math.random() * 4_000));
   }
   if (s.state !== SessionState.AUTHENTICATING) return;
 
-  const now = Date.now();
   const lastSeq = hello.lastSeq;
-  s.heartbeatMs = deps.config.heartbeat.default_ms;
-  s.netKind = hello.network?.kind ?? 0;
-  s.carrier = hello.network?.carrier ?? '';
   s.sentSeq = lastSeq;
   s.ackedSeq = heads.ackedSeq;
   // last_seq is what the device has processed: an implicit cumulative ACK.
@@ -70,7 +82,7 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
     s.transport.subscribe(s, ALL_TOPIC);
   }
   s.state = SessionState.OPEN;
-  gw.register(s);
+  const registered = gw.register(s);
   gw.send(
     s,
     FrameType.WELCOME,
@@ -88,18 +100,9 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   );
   deps.metrics.handshake('ok');
   gw.wheel.schedule(s, now + gw.idleTimeoutMs(s));
-  deps.store
-    .putDevice({
-      deviceId: s.deviceId,
-      firstSeenMs: now,
-      connectedAtMs: now,
-      network: { kind: s.netKind, carrier: s.carrier },
-      heartbeatMs: s.heartbeatMs,
-      node: deps.config.node.id,
-      worker: deps.workerIndex,
-    })
-    .catch((err) => deps.log.warn({ err, device: s.deviceId }, 'could not save the device record'));
-  if (heads.headSeq > lastSeq) replay(gw, s, lastSeq);
+  // Always replay, once the directory knows this session: a push stored after the
+  // heads were read but routed before the registration landed is found this way.
+  replay(gw, s, lastSeq, registered);
   const early = s.early;
   s.early = null;
   if (early) for (const f of early) gw.frame(s, f.type, 0, f.stream, f.payload);

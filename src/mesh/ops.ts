@@ -1,6 +1,6 @@
 /** Mesh operation codes (src/mesh/mesh.ts carries them). One table, stable numbers. */
 export const Op = {
-  /** one-way to a directory shard: {ops: [[kind 1=add|0=remove, deviceId, worker, sid]]}, in order. */
+  /** to a directory shard, as a request (answered {}) or one-way: {ops: [[kind 1=add|0=remove, deviceId, worker, sid]]}, in order. */
   PRESENCE: 1,
   /** one-way shard → holding worker: {d, sid, code, msg}: close that session with ERROR code. */
   KICK: 2,
