@@ -3,7 +3,8 @@
 //! Mirrors `src/protocol/decoder.ts` (`TsFrameDecoder`) byte for byte and fault for
 //! fault: same output layout in `out`, same fault numbers, found at the same byte.
 
-/// out[0] frames, out[1] fault, out[2] stream offset of the bad frame (mod 2^32), out[3] unused.
+/// out[0] frames, out[1] fault, out[2] stream offset of the bad frame (mod 2^32),
+/// out[3] bytes pending after the feed (so JS need not cross again to ask).
 pub const OUT_HEADER: usize = 4;
 /// Per frame: type, flags, stream, payload offset in chunk (or IN_SPILL), payload length.
 pub const OUT_STRIDE: usize = 5;
@@ -174,6 +175,18 @@ impl Decoder {
     self.done.take()
   }
 
+  /// Copy the spilled payload into `dst`, which must be exactly its length, and drop it.
+  /// Err(None): no spilled payload; Err(Some(len)): `dst` has the wrong length.
+  pub fn take_spill_into(&mut self, dst: &mut [u8]) -> Result<(), Option<usize>> {
+    let done = self.done.as_ref().ok_or(None)?;
+    if dst.len() != done.len() {
+      return Err(Some(done.len()));
+    }
+    dst.copy_from_slice(done);
+    self.done = None;
+    Ok(())
+  }
+
   /// Decode every frame of one socket read into `out` (layout above).
   pub fn feed(&mut self, chunk: &[u8], out: &mut [u32]) -> Result<(), OutTooSmall> {
     let need = out_size_for(chunk.len());
@@ -198,6 +211,7 @@ impl Decoder {
       out[1] = fault as u32;
       out[2] = self.consumed as u32;
     }
+    out[3] = self.pending() as u32;
     Ok(())
   }
 

@@ -25,6 +25,7 @@ fn feed_all(d: &mut Decoder, chunks: &[&[u8]]) -> Outcome {
   for chunk in chunks {
     let mut out = vec![0u32; out_size_for(chunk.len())];
     d.feed(chunk, &mut out).unwrap();
+    assert_eq!(out[3] as usize, d.pending());
     for k in 0..out[0] as usize {
       let i = OUT_HEADER + OUT_STRIDE * k;
       let (off, len) = (out[i + 3], out[i + 4] as usize);
@@ -296,4 +297,18 @@ fn batch_equals_concatenated_frames() {
   let mut buf = vec![0u8; size];
   assert_eq!(write_batch(&mut buf, &headers, &payloads), size);
   assert_eq!(buf, bytes);
+}
+
+#[test]
+fn take_spill_into_copies_exactly() {
+  let (bytes, frames) = sample_stream();
+  let mut d = Decoder::new(65536);
+  let mut out = vec![0u32; out_size_for(bytes.len())];
+  d.feed(&bytes[..50], &mut out).unwrap();
+  d.feed(&bytes[50..], &mut out).unwrap();
+  assert_eq!(d.take_spill_into(&mut [0u8; 10]), Err(Some(200)));
+  let mut dst = vec![0u8; 200];
+  assert_eq!(d.take_spill_into(&mut dst), Ok(()));
+  assert_eq!(dst, frames[1].payload);
+  assert_eq!(d.take_spill_into(&mut dst), Err(None));
 }
