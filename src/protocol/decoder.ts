@@ -16,7 +16,10 @@ import {
   MAX_HEADER_BYTES,
 } from './constants';
 
-/** out[0]: frames found; out[1]: DecodeFault (0 none); out[2]: stream offset of the bad frame (mod 2^32); out[3]: unused. */
+/**
+ * out[0]: frames found; out[1]: DecodeFault (0 none); out[2]: stream offset of the bad
+ * frame (mod 2^32); out[3]: bytes pending after this feed (as `pending`, read without a call).
+ */
 export const OUT_HEADER = 4;
 /** Per frame: type, flags, stream, payload offset in chunk (or IN_SPILL), payload length. */
 export const OUT_STRIDE = 5;
@@ -26,7 +29,7 @@ export const IN_SPILL = 0xffffffff;
 /** What every decoder implementation offers (TypeScript here, Rust in native/). */
 export interface FrameDecoderLike {
   feed(chunk: Uint8Array, out: Uint32Array): void;
-  /** The payload of the frame reported with offset IN_SPILL; ownership passes to the caller. */
+  /** The payload of the frame reported with offset IN_SPILL by the last feed (dropped by the next one); ownership passes to the caller. */
   takeSpill(): Buffer;
   /** Bytes held for an incomplete frame (0 when the decoder sits between frames). */
   readonly pending: number;
@@ -100,7 +103,7 @@ function fault(h: Header, f: DecodeFaultValue): number {
   return 0;
 }
 
-const enum State {
+enum State {
   HEADER = 0,
   PAYLOAD = 1,
   FAILED = 2,
@@ -145,9 +148,20 @@ export class TsFrameDecoder implements FrameDecoderLike {
   }
 
   feed(chunk: Uint8Array, out: Uint32Array): void {
+    // A short `out` would silently lose frames (typed-array stores past the end are dropped).
+    if (out.length < outSizeFor(chunk.length)) {
+      throw new RangeError(`feed: out has ${out.length} slots, a chunk of ${chunk.length} bytes needs ${outSizeFor(chunk.length)}`);
+    }
+    // An untaken spill is dropped: never more than one max frame held between reads.
+    this.done = null;
     out[0] = 0;
     out[1] = 0;
     out[2] = 0;
+    this.run(chunk, out);
+    out[3] = this.pending;
+  }
+
+  private run(chunk: Uint8Array, out: Uint32Array): void {
     if (this.state === State.FAILED) {
       this.fail(out, this.failedFault);
       return;

@@ -25,6 +25,8 @@ export function headerSize(stream: number, length: number): number {
 
 /** Write a frame header at buf[pos]; returns the position where the payload goes. */
 export function writeHeader(buf: Uint8Array, pos: number, type: number, flags: number, stream: number, length: number): number {
+  // A stream >= 2^32 took 6 varint bytes in a 5-byte slot and corrupted the frame.
+  if (stream >>> 0 !== stream) throw new RangeError(`stream ${stream} is not an integer in [0, 2^32)`);
   buf[pos] = type;
   buf[pos + 1] = flags;
   return writeVarint(buf, writeVarint(buf, pos + 2, stream), length);
