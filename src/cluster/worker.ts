@@ -117,6 +117,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
       });
     }
   });
+  // Announce only once the mesh is whole, so the first pushes route (peers start in parallel).
+  if (!(await gw.mesh.whenAllUp(10_000))) log.warn('not every mesh peer is up yet; announcing anyway');
   tell({ type: 'moor:listening', index });
   log.info({ ws: config.ws.port, resume: spec.resumePorts[index], tcp: config.tcp.port, api: api.port }, 'worker listening');
 }

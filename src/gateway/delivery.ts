@@ -33,10 +33,9 @@ function drained(s: Session): Promise<void> {
  * Send every stored push after `afterSeq`, page by page, then hand over to live
  * delivery. Live durable pushes that arrive meanwhile are left to this loop.
  */
-export function replay(gw: Gateway, s: Session, afterSeq: number, ready: Promise<void>): void {
+export function replay(gw: Gateway, s: Session, afterSeq: number): void {
   s.replaying++;
-  ready
-    .then(() => replayLoop(gw, s, afterSeq))
+  replayLoop(gw, s, afterSeq)
     .catch((err) => gw.deps.log.warn({ err, device: s.deviceId }, 'replay interrupted; the device can SYNC'))
     .finally(() => {
       s.replaying--;

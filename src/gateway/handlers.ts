@@ -77,12 +77,14 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   const implicit = Math.min(lastSeq, heads.headSeq);
   if (implicit > s.ackedSeq) ack(gw, s, implicit, []);
   if (s.transport.kind === TransportKind.TCP) s.topics = topics.length ? topics.map(topicKey).concat(ALL_TOPIC) : [ALL_TOPIC];
-  else {
-    for (const t of topics) s.transport.subscribe(s, topicKey(t));
-    s.transport.subscribe(s, ALL_TOPIC);
-  }
+  // WELCOME waits until the directory shard knows this session: from then on the API
+  // sees the device online and routes its pushes here. Until WELCOME the session is not
+  // OPEN, so nothing is sent before it; durable pushes meanwhile are left to the replay.
+  s.replaying++;
+  await gw.register(s);
+  s.replaying--;
+  if (s.state !== SessionState.AUTHENTICATING) return;
   s.state = SessionState.OPEN;
-  const registered = gw.register(s);
   gw.send(
     s,
     FrameType.WELCOME,
@@ -98,11 +100,14 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
       headSeq: heads.headSeq,
     }),
   );
+  if (s.transport.kind === TransportKind.WS) {
+    for (const t of topics) s.transport.subscribe(s, topicKey(t));
+    s.transport.subscribe(s, ALL_TOPIC);
+  }
   deps.metrics.handshake('ok');
   gw.wheel.schedule(s, now + gw.idleTimeoutMs(s));
-  // Always replay, once the directory knows this session: a push stored after the
-  // heads were read but routed before the registration landed is found this way.
-  replay(gw, s, lastSeq, registered);
+  // Always replay: a push stored after the heads were read is found this way.
+  replay(gw, s, lastSeq);
   const early = s.early;
   s.early = null;
   if (early) for (const f of early) gw.frame(s, f.type, 0, f.stream, f.payload);

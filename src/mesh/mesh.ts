@@ -109,6 +109,18 @@ export class Mesh {
     for (let i = 0; i < this.count; i++) if (i !== this.index) this.dial(i);
   }
 
+  /** Resolves when every peer link is up, or after `timeoutMs` (a crashing peer must not block start-up). */
+  async whenAllUp(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      let up = true;
+      for (let i = 0; i < this.count; i++) if (!this.isUp(i)) up = false;
+      if (up) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   isUp(peer: number): boolean {
     return peer === this.index || this.dialed[peer] !== null;
   }
