@@ -40,6 +40,11 @@ function load(): NativeCodec | null {
     warn('native/index.js not found');
     return null;
   }
+  // The generated loader's own message for this case blames npm; say what is missing.
+  if (!fs.readdirSync(dir).some((f) => f.endsWith('.node'))) {
+    warn(`${dir} has no .node binary`);
+    return null;
+  }
   let mod: NativeCodec;
   try {
     mod = require(dir) as NativeCodec;
