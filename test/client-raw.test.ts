@@ -27,7 +27,7 @@ function track(r: RawConnection): RawConnection {
   return r;
 }
 
-describe('RawConnection over WebSocket', () => {
+describe('RawConnection over WebSocket', { timeout: 10_000 }, () => {
   test('HELLO out, WELCOME back, frames with flags and stream', async () => {
     const g = await gateway('ws');
     const raw = track(await RawConnection.ws(g.url));
@@ -73,7 +73,7 @@ describe('RawConnection over WebSocket', () => {
   });
 });
 
-describe('RawConnection over TCP', () => {
+describe('RawConnection over TCP', { timeout: 10_000 }, () => {
   test('the preface goes first by default; a large frame arrives whole across reads', async () => {
     const g = await gateway('tcp');
     const raw = track(await RawConnection.tcp('127.0.0.1', g.port));

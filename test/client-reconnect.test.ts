@@ -39,7 +39,7 @@ async function ready(g: FakeGateway, o: Partial<MoorClientOptions> = {}): Promis
   return { c, conn: await g.handshake(c) };
 }
 
-describe('MoorClient reconnect', () => {
+describe('MoorClient reconnect', { timeout: 10_000 }, () => {
   test('GOAWAY: leaves after reconnect_after_ms for its endpoint, not the resume endpoint', async () => {
     const a = await gateway();
     const b = await gateway();

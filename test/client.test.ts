@@ -38,7 +38,7 @@ async function ready(g: FakeGateway, o: Partial<MoorClientOptions> = {}): Promis
   return { c, conn: await g.handshake(c) };
 }
 
-describe('MoorClient handshake', () => {
+describe('MoorClient handshake', { timeout: 10_000 }, () => {
   test('WebSocket: offers moor.v1, sends every HELLO field, resolves connect() on WELCOME', async () => {
     const p = await gateway();
     const c = client(p, {
@@ -89,7 +89,7 @@ describe('MoorClient handshake', () => {
   });
 });
 
-describe('MoorClient heartbeat', () => {
+describe('MoorClient heartbeat', { timeout: 10_000 }, () => {
   test('PINGs every heartbeat_ms, then at the interval a PONG advises', async () => {
     const p = await gateway();
     const c = client(p);
@@ -153,7 +153,7 @@ describe('MoorClient heartbeat', () => {
   });
 });
 
-describe('MoorClient pushes and ACKs', () => {
+describe('MoorClient pushes and ACKs', { timeout: 10_000 }, () => {
   test('one cumulative ACK with selective seqs per batch; transient pushes are not ACKed', async () => {
     const p = await gateway();
     const saved: number[] = [];
@@ -241,7 +241,7 @@ describe('MoorClient pushes and ACKs', () => {
   });
 });
 
-describe('MoorClient requests and sync', () => {
+describe('MoorClient requests and sync', { timeout: 10_000 }, () => {
   test('responses are matched by stream id, in any order', async () => {
     const p = await gateway('tcp');
     const c = new MoorClient({ transport: 'tcp', host: '127.0.0.1', port: p.port, deviceId: 'd', token: 't' });
