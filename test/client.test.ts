@@ -23,8 +23,10 @@ async function gateway(kind: 'ws' | 'tcp' = 'ws'): Promise<FakeGateway> {
   return g;
 }
 
-function client(g: { url: string }, o: Partial<MoorClientOptions> = {}): MoorClient {
-  const c = new MoorClient({ url: g.url, deviceId: 'dev-1', token: 'tok', reconnect: { baseMs: 10, maxMs: 40 }, ...o });
+/** A client of `g` over its transport (WebSocket url, or TCP port). */
+function client(g: FakeGateway, o: Partial<MoorClientOptions> = {}, transport: 'ws' | 'tcp' = 'ws'): MoorClient {
+  const where: Partial<MoorClientOptions> = transport === 'ws' ? { url: g.url } : { transport, host: '127.0.0.1', port: g.port };
+  const c = new MoorClient({ ...where, deviceId: 'dev-1', token: 'tok', reconnect: { baseMs: 10, maxMs: 40 }, ...o });
   cleanup.push(() => c.close());
   return c;
 }
@@ -71,8 +73,7 @@ describe('MoorClient handshake', { timeout: 10_000 }, () => {
 
   test('raw TCP: writes the MOOR/1 preface, then HELLO', async () => {
     const p = await gateway('tcp');
-    const c = new MoorClient({ transport: 'tcp', host: '127.0.0.1', port: p.port, deviceId: 'dev-t', token: 't' });
-    cleanup.push(() => c.close());
+    const c = client(p, { deviceId: 'dev-t' }, 'tcp');
     const connected = c.connect();
     const conn = await p.next();
     assert.equal((await conn.hello()).deviceId, 'dev-t');
@@ -118,9 +119,10 @@ describe('MoorClient heartbeat', { timeout: 10_000 }, () => {
     }
   });
 
-  test('a missed PONG is a dead server: reconnect, and report previous.timed_out', async () => {
-    const p = await gateway();
-    const c = client(p, { pongTimeoutMs: 50 });
+  test('a missed PONG is a dead server: reconnect, and report previous.timed_out (TCP)', async () => {
+    // Over TCP the client's own drop is no socket error: only the missed PONG says "timed out".
+    const p = await gateway('tcp');
+    const c = client(p, { pongTimeoutMs: 50 }, 'tcp');
     const closes = collect(c, 'close', 1);
     const connected = c.connect();
     const a = await p.next();
@@ -244,13 +246,8 @@ describe('MoorClient pushes and ACKs', { timeout: 10_000 }, () => {
 describe('MoorClient requests and sync', { timeout: 10_000 }, () => {
   test('responses are matched by stream id, in any order', async () => {
     const p = await gateway('tcp');
-    const c = new MoorClient({ transport: 'tcp', host: '127.0.0.1', port: p.port, deviceId: 'd', token: 't' });
-    cleanup.push(() => c.close());
-    const connected = c.connect();
-    const conn = await p.next();
-    await conn.hello();
-    conn.welcome();
-    await connected;
+    const c = client(p, {}, 'tcp');
+    const conn = await p.handshake(c);
     const r1 = c.request('a.get', 'one', { k: 'v' });
     const r2 = c.request('b.get', Buffer.from('two'));
     const f1 = await conn.expect(FrameType.REQUEST);
