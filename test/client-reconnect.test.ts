@@ -164,6 +164,24 @@ describe('MoorClient reconnect', { timeout: 10_000 }, () => {
     assert.ok(redirect.delayMs <= 20, `redirect waited ${redirect.delayMs} ms`);
   });
 
+  test('a malformed redirect is reported, and home is tried instead', async () => {
+    const p = await gateway();
+    const c = client(p);
+    const errors: Error[] = [];
+    c.on('error', (e) => errors.push(e));
+    const connected = c.connect();
+    const first = await p.next();
+    await first.hello();
+    first.error({ code: ErrorCode.REDIRECT, redirect: 'no-port-here' });
+    const second = await p.next();
+    await second.hello();
+    second.welcome();
+    await connected;
+    assert.equal(errors.length, 2);
+    assert.equal((errors[0] as GatewayError).codeName, 'REDIRECT');
+    assert.match(errors[1].message, /bad endpoint "no-port-here": expected host:port/);
+  });
+
   test('HTTP 503 on the upgrade: waits Retry-After', async () => {
     const p = await gateway();
     p.refuse = 1;

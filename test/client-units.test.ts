@@ -181,7 +181,9 @@ describe('endpoints and Retry-After', () => {
     assert.deepEqual(endpointFrom('10.0.0.2:9001', { kind: 'ws', url: 'wss://gw.example:443/ws?x=1' }), { kind: 'ws', url: 'wss://10.0.0.2:9001/ws?x=1' });
     assert.deepEqual(endpointFrom('[::1]:7000', { kind: 'tcp', host: 'a', port: 1, tls: true }), { kind: 'tcp', host: '::1', port: 7000, tls: true });
     assert.deepEqual(endpointFrom('ws://other:80/x', { kind: 'ws', url: 'ws://a:1/ws' }), { kind: 'ws', url: 'ws://other/x' });
+    assert.deepEqual(endpointFrom('[::1]:7000', { kind: 'ws', url: 'ws://a:1/ws' }), { kind: 'ws', url: 'ws://[::1]:7000/ws' });
     assert.throws(() => endpointFrom('nohost', { kind: 'tcp', host: 'a', port: 1 }), /host:port/);
+    assert.throws(() => endpointFrom('gw.example', { kind: 'ws', url: 'ws://a:1/ws' }), /host:port/);
     assert.throws(() => endpointFrom('h:99999', { kind: 'tcp', host: 'a', port: 1 }), /host:port/);
   });
 

@@ -228,20 +228,28 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
       previous: this.previous,
       foreground: this.o.foreground,
     }).finish();
-    const s: Session = new Session(
-      ep,
-      encodeFrame(FrameType.HELLO, 0, 0, hello),
-      {
-        welcome: (w) => this.onWelcome(w),
-        push: (p) => this.onPush(p),
-        response: (stream, r) => this.requests.settle(stream, r),
-        syncDone: (d) => this.onSyncDone(d),
-        goaway: (g) => this.onGoaway(s, g),
-        error: (e) => this.emitError(e),
-        end: (end) => this.onEnd(s, end, usedPreferred),
-      },
-      this.o,
-    );
+    let s: Session;
+    try {
+      s = new Session(
+        ep,
+        encodeFrame(FrameType.HELLO, 0, 0, hello),
+        {
+          welcome: (w) => this.onWelcome(w),
+          push: (p) => this.onPush(p),
+          response: (stream, r) => this.requests.settle(stream, r),
+          syncDone: (d) => this.onSyncDone(d),
+          goaway: (g) => this.onGoaway(s, g),
+          error: (e) => this.emitError(e),
+          end: (end) => this.onEnd(s, end, usedPreferred),
+        },
+        this.o,
+      );
+    } catch (e) {
+      // An address the socket layer refuses outright (e.g. a malformed redirect): try home next.
+      this.emitError(e as Error);
+      this.retry(this.backoff.next());
+      return;
+    }
     this.session = s;
   }
 
@@ -289,7 +297,8 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
     this.inFlight.clear();
     this.staleSyncDones = 0;
     if (end.welcome !== null) {
-      this.previous = { intervalMs: end.intervalMs, timedOut: end.timedOut, livedMs: Math.round(end.livedMs) };
+      // lived_ms is a uint32: a session past 49 days reports the maximum.
+      this.previous = { intervalMs: end.intervalMs, timedOut: end.timedOut, livedMs: Math.min(Math.round(end.livedMs), 0xffffffff) };
     }
     const info = { code: end.info.code, reason: end.info.reason, error: end.error ?? end.info.error, timedOut: end.timedOut, welcomed: end.welcome !== null };
     if (this.stateName === 'closing') {

@@ -24,21 +24,23 @@ export function describeEndpoint(ep: Endpoint): string {
  * keeps the home scheme and path, so the same session kind is opened elsewhere.
  */
 export function endpointFrom(target: string, home: Endpoint): Endpoint {
-  if (home.kind === 'ws') {
-    if (target.includes('://')) return { kind: 'ws', url: new URL(target).href };
-    const url = new URL(home.url);
-    url.host = target;
-    if (url.host === '' || url.hostname === '') throw new Error(`bad endpoint ${JSON.stringify(target)}`);
-    return { kind: 'ws', url: url.href };
-  }
-  const hostPort = target.includes('://') ? new URL(target).host : target;
+  if (home.kind === 'ws' && target.includes('://')) return { kind: 'ws', url: new URL(target).href };
+  const { host, port } = parseHostPort(target.includes('://') ? new URL(target).host : target);
+  if (home.kind === 'tcp') return { kind: 'tcp', host, port, tls: home.tls };
+  const url = new URL(home.url);
+  url.hostname = host.includes(':') ? `[${host}]` : host;
+  url.port = String(port);
+  return { kind: 'ws', url: url.href };
+}
+
+function parseHostPort(hostPort: string): { host: string; port: number } {
   const colon = hostPort.lastIndexOf(':');
   const port = Number(hostPort.slice(colon + 1));
   const host = hostPort.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  if (colon <= 0 || host === '' || !Number.isInteger(port) || port <= 0 || port > 65535) {
-    throw new Error(`bad endpoint ${JSON.stringify(target)}: expected host:port`);
+  if (colon <= 0 || host === '' || !/^\d+$/.test(hostPort.slice(colon + 1)) || port <= 0 || port > 65535) {
+    throw new Error(`bad endpoint ${JSON.stringify(hostPort)}: expected host:port`);
   }
-  return { kind: 'tcp', host, port, tls: home.tls };
+  return { host, port };
 }
 
 /** Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date; undefined if absent or unreadable. */

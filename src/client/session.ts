@@ -97,16 +97,17 @@ export class Session {
       },
       o.pongTimeoutMs,
     );
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.localError = new MoorClientError('TIMEOUT', `no WELCOME within ${o.handshakeTimeoutMs} ms`);
-      this.transport.destroy();
-    }, o.handshakeTimeoutMs);
+    // Opened before the timer is armed: a bad address throws here and leaves nothing running.
     this.transport = openTransport(endpoint, {
       open: () => this.transport.send(hello),
       frame: (f) => this.onFrame(f),
       close: (info) => this.onClose(info),
     });
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.localError = new MoorClientError('TIMEOUT', `no WELCOME within ${o.handshakeTimeoutMs} ms`);
+      this.transport.destroy();
+    }, o.handshakeTimeoutMs);
   }
 
   /** WELCOMEd and not closing: frames may be sent. */
