@@ -115,7 +115,7 @@ describe('MoorClient heartbeat', { timeout: 10_000 }, () => {
     }
     for (let i = 1; i < at.length; i++) {
       const gap = at[i] - at[i - 1];
-      assert.ok(gap >= 20 && gap < 90, `PING gap ${gap} ms after advice of 30`);
+      assert.ok(gap >= 20 && gap < 110, `PING gap ${gap} ms after advice of 30 (was 120)`);
     }
   });
 
@@ -159,7 +159,13 @@ describe('MoorClient pushes and ACKs', { timeout: 10_000 }, () => {
   test('one cumulative ACK with selective seqs per batch; transient pushes are not ACKed', async () => {
     const p = await gateway();
     const saved: number[] = [];
-    const { c, conn } = await ready(p, { ackDelayMs: 40, saveLastSeq: (s) => void saved.push(s) });
+    let savedAt = 0;
+    const saveLastSeq = async (seq: number) => {
+      await sleep(30); // a slow store: the ACK must wait for it
+      saved.push(seq);
+      savedAt = performance.now();
+    };
+    const { c, conn } = await ready(p, { ackDelayMs: 100, saveLastSeq });
     const pushes = collect(c, 'push', 5);
     for (const seq of [1, 2, 3, 5, 0]) conn.push({ seq, body: Buffer.from(`b${seq}`) });
     const got = await pushes;
@@ -168,18 +174,19 @@ describe('MoorClient pushes and ACKs', { timeout: 10_000 }, () => {
       [1, 2, 3, 5, 0],
     );
     assert.equal(Buffer.from(got[3].body).toString(), 'b5');
-    const ack = await conn.ack();
-    assert.equal(ack.upToSeq, 3);
-    assert.deepEqual(ack.seqs, [5]);
-    assert.deepEqual(saved, [3], 'the sync key is saved before the ACK');
+    const f = await conn.expect(FrameType.ACK);
+    const ack = moor.v1.Ack.decode(f.payload);
+    assert.deepEqual([Number(ack.upToSeq), ack.seqs.map(Number)], [3, [5]]);
+    assert.deepEqual(saved, [3]);
+    assert.ok(f.at >= savedAt, 'the sync key is saved before the ACK goes out');
     assert.equal(c.lastSeq, 3);
-    await sleep(60);
+    await sleep(150);
     assert.deepEqual(conn.pending(FrameType.ACK), [], 'exactly one ACK for the batch');
   });
 
   test('redelivered seqs are not delivered again but are ACKed again', async () => {
     const p = await gateway();
-    const { c, conn } = await ready(p, { ackDelayMs: 20 });
+    const { c, conn } = await ready(p, { ackDelayMs: 60 });
     const seen: number[] = [];
     c.on('push', (x) => seen.push(x.seq));
     conn.push({ seq: 1 });
@@ -205,7 +212,7 @@ describe('MoorClient pushes and ACKs', { timeout: 10_000 }, () => {
 
   test('a hole no push fills is closed by SYNC; lastSeq then moves past it', async () => {
     const p = await gateway();
-    const { c, conn } = await ready(p, { ackDelayMs: 5, gapSyncMs: 30 });
+    const { c, conn } = await ready(p, { ackDelayMs: 40, gapSyncMs: 80 });
     conn.push({ seq: 1 });
     conn.push({ seq: 3 }); // 2 expired in the inbox
     assert.deepEqual(await conn.ack(), { upToSeq: 1, seqs: [3] });
