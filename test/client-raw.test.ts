@@ -103,7 +103,11 @@ describe('RawConnection over TCP', { timeout: 10_000 }, () => {
   });
 
   test('a malformed frame from the server rejects nextFrame() with BAD_FRAME', async () => {
-    const server = net.createServer((s) => s.end(Buffer.from([FrameType.PONG, 0, 0, 0, 0x0d, 0, 0, 0])));
+    const server = net.createServer((s) => {
+      s.resume(); // read (and drop) the preface, so the client's FIN is seen and server.close() can finish
+      s.on('error', () => {});
+      s.end(Buffer.from([FrameType.PONG, 0, 0, 0, 0x0d, 0, 0, 0]));
+    });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanup.push(() => new Promise<void>((r) => server.close(() => r())));
     const raw = track(await RawConnection.tcp('127.0.0.1', (server.address() as net.AddressInfo).port));
