@@ -6,7 +6,12 @@
 import type { ConnectionOptions } from 'node:tls';
 
 export type Endpoint =
-  | { kind: 'ws'; url: string }
+  | {
+      kind: 'ws';
+      url: string;
+      /** TLS options for wss:// (ca, servername, ...). */
+      tls?: ConnectionOptions;
+    }
   | {
       kind: 'tcp';
       host: string;
@@ -24,13 +29,13 @@ export function describeEndpoint(ep: Endpoint): string {
  * keeps the home scheme and path, so the same session kind is opened elsewhere.
  */
 export function endpointFrom(target: string, home: Endpoint): Endpoint {
-  if (home.kind === 'ws' && target.includes('://')) return { kind: 'ws', url: new URL(target).href };
+  if (home.kind === 'ws' && target.includes('://')) return { kind: 'ws', url: new URL(target).href, tls: home.tls };
   const { host, port } = parseHostPort(target.includes('://') ? new URL(target).host : target);
   if (home.kind === 'tcp') return { kind: 'tcp', host, port, tls: home.tls };
   const url = new URL(home.url);
   url.hostname = host.includes(':') ? `[${host}]` : host;
   url.port = String(port);
-  return { kind: 'ws', url: url.href };
+  return { kind: 'ws', url: url.href, tls: home.tls };
 }
 
 function parseHostPort(hostPort: string): { host: string; port: number } {

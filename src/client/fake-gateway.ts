@@ -4,12 +4,21 @@
  * real net server on 127.0.0.1, frames decoded with the TS codec; every reply is sent by
  * the script, so a test controls timing, order and misbehaviour exactly.
  */
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import net from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import { FrameType, TCP_PREFACE, WS_SUBPROTOCOL } from '../protocol/constants';
 import { encodeFrame } from '../protocol/encoder';
 import { moor } from '../protocol/generated/moor';
 import { type Frame, FrameReader } from './frames';
+
+/** PEM key and certificate for a TLS fake. */
+export interface FakeTls {
+  key: string | Buffer;
+  cert: string | Buffer;
+}
 
 /** A received frame and when it arrived (performance.now()). */
 export type ReceivedFrame = Frame & { at: number };
@@ -124,22 +133,25 @@ export class FakeGateway {
   /** Answer the next n WebSocket upgrades with HTTP 503 + Retry-After: 1. */
   refuse = 0;
   port = 0;
+  private secure = false;
   private taken = 0;
   private readonly waiters: Array<() => void> = [];
   private stop: () => Promise<void> = async () => {};
 
   private constructor() {}
 
-  static async ws(): Promise<FakeGateway> {
+  /** A WebSocket gateway (wss:// when given a key and certificate). */
+  static async ws(tls?: FakeTls): Promise<FakeGateway> {
     const g = new FakeGateway();
+    g.secure = tls !== undefined;
+    const http = tls ? createHttpsServer(tls) : createHttpServer();
     const wss = new WebSocketServer({
-      host: '127.0.0.1',
-      port: 0,
+      server: http,
       handleProtocols: (set) => (set.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
       verifyClient: (_info, cb) => (g.refuse > 0 && g.refuse-- > 0 ? cb(false, 503, 'busy', { 'Retry-After': '1' }) : cb(true)),
     });
-    await new Promise((r) => wss.once('listening', r));
-    g.port = (wss.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    g.port = (http.address() as net.AddressInfo).port;
     wss.on('connection', (ws) => {
       g.protocols.push(ws.protocol);
       const reader = new FrameReader();
@@ -163,17 +175,20 @@ export class FakeGateway {
       ws.on('close', () => c.gone());
       g.accept(c);
     });
-    g.stop = () => {
+    g.stop = async () => {
       for (const ws of wss.clients) ws.terminate();
-      return new Promise((r) => wss.close(() => r()));
+      await new Promise((r) => wss.close(r));
+      await new Promise((r) => http.close(r));
     };
     return g;
   }
 
-  static async tcp(): Promise<FakeGateway> {
+  /** A raw TCP gateway (TLS when given a key and certificate). */
+  static async tcp(tls?: FakeTls): Promise<FakeGateway> {
     const g = new FakeGateway();
+    g.secure = tls !== undefined;
     const socks = new Set<net.Socket>();
-    const server = net.createServer((sock) => {
+    const onSocket = (sock: net.Socket) => {
       socks.add(sock);
       const reader = new FrameReader();
       let head = Buffer.alloc(0);
@@ -201,7 +216,8 @@ export class FakeGateway {
       });
       sock.on('error', () => {});
       g.accept(c);
-    });
+    };
+    const server = tls ? createTlsServer(tls, onSocket) : net.createServer(onSocket);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     g.port = (server.address() as net.AddressInfo).port;
     g.stop = () => {
@@ -217,7 +233,7 @@ export class FakeGateway {
   }
 
   get url(): string {
-    return `ws://${this.hostPort}/ws`;
+    return `${this.secure ? 'wss' : 'ws'}://${this.hostPort}/ws`;
   }
 
   /** The next connection not yet returned, waiting for it if needed. */

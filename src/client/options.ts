@@ -14,7 +14,7 @@ export interface MoorClientOptions {
   /** Raw TCP address. */
   host?: string;
   port?: number;
-  /** TLS over raw TCP: true, or options for tls.connect. */
+  /** TLS: for tcp, true or options for tls.connect; for wss://, options (ca, servername, ...). */
   tls?: boolean | ConnectionOptions;
   deviceId: string;
   /** A JWT, or a function asked before every connect (so a refreshed token is used). */
@@ -91,7 +91,7 @@ export function resolveOptions(o: MoorClientOptions): ResolvedOptions {
   let home: Endpoint = { kind: 'ws', url: '' };
   if (transport === 'ws') {
     if (o.url === undefined || !/^wss?:\/\//.test(o.url)) errors.push('url: need ws://host:port/path or wss://... for transport ws');
-    else home = { kind: 'ws', url: o.url };
+    else home = { kind: 'ws', url: o.url, tls: typeof o.tls === 'object' ? o.tls : undefined };
     if (o.host !== undefined || o.port !== undefined) errors.push('host/port: only for transport tcp (put them in url)');
   } else if (transport === 'tcp') {
     if (!o.host) errors.push('host: required for transport tcp');

@@ -20,7 +20,7 @@ export interface SessionEnd {
   livedMs: number;
   /** The heartbeat interval in use at the end, ms. */
   intervalMs: number;
-  /** Died without a close, or the gateway missed a PONG: previous.timed_out. */
+  /** A WELCOMEd session died without a close, or the gateway missed a PONG: previous.timed_out. */
   timedOut: boolean;
   /** The ERROR frame that ended it, if any. */
   error: GatewayError | null;
@@ -221,7 +221,8 @@ export class Session {
       welcome: this.welcome,
       livedMs: this.welcome === null ? 0 : performance.now() - this.welcomedAt,
       intervalMs: this.heartbeat.intervalMs,
-      timedOut: this.missedPong || (info.abnormal && !chosen && this.localError === undefined),
+      // Only a session has a heartbeat to report on; a failed attempt is not a NAT timeout.
+      timedOut: this.welcome !== null && (this.missedPong || (info.abnormal && !chosen && this.localError === undefined)),
       error: this.gatewayError,
       goaway: this.goaway,
     });

@@ -53,12 +53,13 @@ export interface Transport {
 }
 
 export function openTransport(ep: Endpoint, h: TransportHandlers, opts: TransportOptions = {}): Transport {
-  return ep.kind === 'ws' ? openWs(ep.url, h, opts) : openTcp(ep, h, opts);
+  return ep.kind === 'ws' ? openWs(ep, h, opts) : openTcp(ep, h, opts);
 }
 
-function openWs(url: string, h: TransportHandlers, opts: TransportOptions): Transport {
+function openWs(ep: Extract<Endpoint, { kind: 'ws' }>, h: TransportHandlers, opts: TransportOptions): Transport {
   const protocol = opts.protocol === undefined ? WS_SUBPROTOCOL : opts.protocol;
-  const ws = new WebSocket(url, protocol === null ? [] : [protocol], {
+  const ws = new WebSocket(ep.url, protocol === null ? [] : [protocol], {
+    ...ep.tls,
     // Per-frame compression is the protocol's job; permessage-deflate costs memory per socket.
     perMessageDeflate: false,
     maxPayload: MAX_MAX_FRAME + MAX_HEADER_BYTES,
@@ -72,13 +73,14 @@ function openWs(url: string, h: TransportHandlers, opts: TransportOptions): Tran
     status = res.statusCode;
     const ra = res.headers['retry-after'];
     retryAfterMs = parseRetryAfter(Array.isArray(ra) ? ra[0] : ra, Date.now());
-    error = new MoorClientError('UPGRADE_REJECTED', `upgrade rejected: HTTP ${status}`, status);
+    error ??= new MoorClientError('UPGRADE_REJECTED', `upgrade rejected: HTTP ${status}`, status);
     ws.terminate();
   });
   ws.on('open', () => h.open());
   ws.on('message', (data, isBinary) => {
+    if (ws.readyState !== WebSocket.OPEN) return; // closing after a violation: the rest is moot
     if (!isBinary) {
-      error = new MoorClientError('BAD_FRAME', 'text WebSocket message');
+      error ??= new MoorClientError('BAD_FRAME', 'text WebSocket message');
       ws.close(WS_CLOSE_TEXT_MESSAGE);
       return;
     }
@@ -86,7 +88,7 @@ function openWs(url: string, h: TransportHandlers, opts: TransportOptions): Tran
     try {
       frame = reader.message(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data));
     } catch (e) {
-      error = e as Error;
+      error ??= e as Error;
       ws.close(1002);
       return;
     }
