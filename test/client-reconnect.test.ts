@@ -182,6 +182,25 @@ describe('MoorClient reconnect', { timeout: 10_000 }, () => {
     assert.match(errors[1].message, /bad endpoint "no-port-here": expected host:port/);
   });
 
+  test('a failing token source is reported and retried', async () => {
+    const p = await gateway();
+    let calls = 0;
+    const c = client(p, {
+      token: async () => {
+        if (++calls === 1) throw new Error('keystore locked');
+        return 'fresh';
+      },
+    });
+    const errors: Error[] = [];
+    c.on('error', (e) => errors.push(e));
+    await p.handshake(c);
+    assert.deepEqual(
+      errors.map((e) => e.message),
+      ['keystore locked'],
+    );
+    assert.equal(p.conns.length, 1, 'no connection was opened without a token');
+  });
+
   test('HTTP 503 on the upgrade: waits Retry-After', async () => {
     const p = await gateway();
     p.refuse = 1;
