@@ -114,11 +114,16 @@ export class FakeConn {
   private wait(ms: number): Promise<ReceivedFrame | null> {
     if (this.closed) return Promise.resolve(null);
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('fake gateway: no frame in time')), Math.max(1, ms));
-      this.waiters.push((f) => {
+      const w = (f: ReceivedFrame | null) => {
         clearTimeout(t);
         resolve(f);
-      });
+      };
+      // A timed-out waiter leaves the queue, or it would swallow the next frame.
+      const t = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        reject(new Error('fake gateway: no frame in time'));
+      }, Math.max(1, ms));
+      this.waiters.push(w);
     });
   }
 }
@@ -240,11 +245,15 @@ export class FakeGateway {
   async next(timeoutMs = 1000): Promise<FakeConn> {
     if (this.taken >= this.conns.length) {
       await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error('fake gateway: no connection in time')), timeoutMs);
-        this.waiters.push(() => {
+        const w = () => {
           clearTimeout(t);
           resolve();
-        });
+        };
+        const t = setTimeout(() => {
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          reject(new Error('fake gateway: no connection in time'));
+        }, timeoutMs);
+        this.waiters.push(w);
       });
     }
     return this.conns[this.taken++];
