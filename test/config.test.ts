@@ -62,7 +62,24 @@ describe('defaults', () => {
     assert.ok(config.node.advertise.length > 0);
     assert.equal(config.upstream.timeout_ms, 10_000);
     assert.equal(config.upstream.concurrency, 256);
-    assert.deepEqual(config.heartbeat, { default_ms: 270_000, grace_ms: 30_000 });
+    assert.deepEqual(config.heartbeat, {
+      default_ms: 270_000,
+      grace_ms: 30_000,
+      min_ms: 210_000,
+      max_ms: 1_680_000,
+      wifi_max_ms: 2_700_000,
+      foreground_ms: 60_000,
+      probe_share: 5,
+      max_probes: 8,
+      probe_intervals: 2,
+      step_ms: 60_000,
+      successes_to_step: 5,
+      failures_to_back_off: 2,
+      margin_ms: 20_000,
+      cooldown_ms: 21_600_000,
+      max_classes: 1024,
+      sync_ms: 30_000,
+    });
     assert.deepEqual(config.limits, { max_frame: 65_536, handshake_timeout_ms: 10_000, sync_page: 100, max_buffered: 262_144 });
     assert.equal(config.log.level, 'info');
   });

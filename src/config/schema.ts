@@ -110,12 +110,84 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
   'upstream.timeout_ms': { kind: 'int', min: 1, max: 600_000, default: 10_000, doc: 'upstream request timeout' },
   'upstream.concurrency': { kind: 'int', min: 1, max: 65_536, default: 256, doc: 'upstream requests in flight per worker' },
   'heartbeat.default_ms': {
-    kind: 'int', min: 1000, max: 3_600_000, default: 270_000,
-    doc: 'interval advised in WELCOME until the smart policy knows better',
+    kind: 'int', min: 1000, max: 3_600_000, default: 270_000, live: true,
+    doc: 'interval for an unknown network, and where every new network class starts',
   },
   'heartbeat.grace_ms': {
     kind: 'int', min: 0, max: 600_000, default: 30_000,
     doc: 'added to 2 x interval before an idle session is closed',
+  },
+  // Smart heartbeat (src/heartbeat/policy.ts, README "Smart heartbeat"). Every key below
+  // but max_classes and sync_ms is applied live by HeartbeatPolicy.configure.
+  // 3.5 min: WeChat Mars's floor; the shortest carrier NAT timeouts on record are ~5 min.
+  'heartbeat.min_ms': {
+    kind: 'int', min: 1000, max: 3_600_000, default: 210_000, live: true,
+    doc: 'shortest background interval advised; a class backs off to it',
+  },
+  // 28 min: the longest cellular NAT timeouts seen are ~28-30 min, and beyond that the
+  // idle close (2 x interval + grace, ~57 min) finds dead sessions too late to matter.
+  'heartbeat.max_ms': {
+    kind: 'int', min: 1000, max: 7_200_000, default: 1_680_000, live: true,
+    doc: 'longest interval advised on cellular (and unknown-kind) networks',
+  },
+  // 45 min: home routers mostly keep idle TCP mappings for an hour or more (Linux
+  // conntrack: 5 days); 45 min still closes a dead session within ~1.5 h.
+  'heartbeat.wifi_max_ms': {
+    kind: 'int', min: 1000, max: 7_200_000, default: 2_700_000, live: true,
+    doc: 'longest interval advised on Wi-Fi and Ethernet',
+  },
+  // 1 min: in foreground the user is waiting and the radio is awake for the UI anyway,
+  // so a dead link should show within ~2 min and the PINGs cost little battery.
+  'heartbeat.foreground_ms': {
+    kind: 'int', min: 1000, max: 3_600_000, default: 60_000, live: true,
+    doc: 'fixed interval for sessions whose HELLO says foreground',
+  },
+  // 5%: enough probers in a class of a few hundred devices; the rest keep the proven value.
+  'heartbeat.probe_share': {
+    kind: 'int', min: 0, max: 100, default: 5, live: true,
+    doc: 'percent of new background sessions of a class that probe a longer interval',
+  },
+  // 8: a failed probe costs at most this many NAT drops per class and worker, and one
+  // window of 8 can bring the 5 successes a step needs.
+  'heartbeat.max_probes': {
+    kind: 'int', min: 1, max: 10_000, default: 8, live: true,
+    doc: 'probing sessions started per class and worker per probe window ((k + 1) x probe)',
+  },
+  // 2: one quiet interval survived could be luck (a push refreshed the NAT); two are not.
+  'heartbeat.probe_intervals': {
+    kind: 'int', min: 1, max: 7, default: 2, live: true,
+    doc: 'quiet intervals (k) a session must survive for a success at its interval',
+  },
+  // 60 s: Mars's step. It doubles after every step-up, so 4.5 -> 28 min takes ~6 steps.
+  'heartbeat.step_ms': {
+    kind: 'int', min: 1000, max: 3_600_000, default: 60_000, live: true,
+    doc: 'first (and smallest) probe step above the proven interval',
+  },
+  'heartbeat.successes_to_step': {
+    kind: 'int', min: 1, max: 1000, default: 5, live: true,
+    doc: 'successes at the probe interval before it becomes the proven one (Mars: 5)',
+  },
+  'heartbeat.failures_to_back_off': {
+    kind: 'int', min: 1, max: 1000, default: 2, live: true,
+    doc: 'failures (no fewer than the successes) that stop a probe or back the proven interval off (Mars: 2)',
+  },
+  'heartbeat.margin_ms': {
+    kind: 'int', min: 0, max: 600_000, default: 20_000, live: true,
+    doc: 'taken off the highest proven interval once a failure above it is known (Mars: 20 s)',
+  },
+  // 6 h: a NAT that failed stays failed for a while; four re-probes a day notice a
+  // carrier that lengthened its timeout, each costing at most failures_to_back_off drops.
+  'heartbeat.cooldown_ms': {
+    kind: 'int', min: 0, max: 604_800_000, default: 21_600_000, live: true,
+    doc: 'how long a failed interval stays a ceiling before it is probed again',
+  },
+  'heartbeat.max_classes': {
+    kind: 'int', min: 1, max: 65_536, default: 1024,
+    doc: 'network classes (kind + carrier) remembered; the least recently used idle one is dropped',
+  },
+  'heartbeat.sync_ms': {
+    kind: 'int', min: 1000, max: 3_600_000, default: 30_000,
+    doc: "how often a worker merges its class table with the store's (shared by workers and nodes)",
   },
   'limits.max_frame': {
     kind: 'int', min: 1024, max: MAX_MAX_FRAME, default: DEFAULT_MAX_FRAME, live: true,

@@ -25,6 +25,22 @@ export interface Config {
     default_ms: number;
     /** Added to 2 x interval before an idle session is closed. */
     grace_ms: number;
+    /** Smart heartbeat (src/heartbeat/policy.ts): bounds, probing and the rules' thresholds. */
+    min_ms: number;
+    max_ms: number;
+    wifi_max_ms: number;
+    foreground_ms: number;
+    /** Percent of new background sessions of a probing class that get the probe interval. */
+    probe_share: number;
+    max_probes: number;
+    probe_intervals: number;
+    step_ms: number;
+    successes_to_step: number;
+    failures_to_back_off: number;
+    margin_ms: number;
+    cooldown_ms: number;
+    max_classes: number;
+    sync_ms: number;
   };
   limits: {
     max_frame: number;

@@ -27,6 +27,7 @@ export function checkConfig(ctx: CheckContext): void {
   checkStore(ctx);
   checkUpstream(ctx);
   checkLimits(ctx);
+  checkHeartbeat(ctx);
   const { node } = ctx.config;
   // node.id ends up in store keys, metric labels and peer addresses.
   if (ctx.ok('node.id') && !/^[A-Za-z0-9._:-]+$/.test(node.id)) {
@@ -183,5 +184,14 @@ function checkLimits(ctx: CheckContext): void {
   const { max_frame, max_buffered } = ctx.config.limits;
   if (ctx.ok('limits.max_frame') && ctx.ok('limits.max_buffered') && max_buffered < max_frame) {
     ctx.error('limits.max_buffered', `(${max_buffered}) is below limits.max_frame (${max_frame}): a full frame could never be sent`, `raise it to at least ${max_frame}`);
+  }
+}
+
+function checkHeartbeat(ctx: CheckContext): void {
+  const { min_ms, max_ms, wifi_max_ms } = ctx.config.heartbeat;
+  if (!ctx.ok('heartbeat.min_ms')) return;
+  const maxes: Array<['heartbeat.max_ms' | 'heartbeat.wifi_max_ms', number]> = [['heartbeat.max_ms', max_ms], ['heartbeat.wifi_max_ms', wifi_max_ms]];
+  for (const [key, max] of maxes) {
+    if (ctx.ok(key) && max < min_ms) ctx.error(key, `(${max}) is below heartbeat.min_ms (${min_ms})`, `raise it to at least ${min_ms}`);
   }
 }
