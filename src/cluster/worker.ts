@@ -4,14 +4,11 @@
  * the HTTP API, its directory shard and its mesh links.
  */
 import type net from 'node:net';
-import type { Config } from '../config/types';
 import { createApiServer } from '../api/server';
+import type { Config } from '../config/types';
 import { TokenVerifier } from '../gateway/auth';
 import { WorkerBackend } from '../gateway/backend';
-import { GoAwayReason } from '../protocol/constants';
-import { goAwayFrame } from '../gateway/frames';
 import { Gateway } from '../gateway/gateway';
-import { SessionState } from '../gateway/session';
 import { createTcpServer } from '../gateway/transport-tcp';
 import { attachWebSocket, listen } from '../gateway/transport-ws';
 import { installWorkerMetrics, requestClusterMetrics } from '../metrics/cluster';
@@ -20,8 +17,9 @@ import { openStore } from '../store';
 import { UpstreamForwarder } from '../upstream/forwarder';
 import { getLogger, initLogger } from '../util/log';
 import { uws } from '../util/uws';
-import { FrameType } from '../protocol/constants';
-import { type ToPrimary, type ToWorker, type WorkerSpec, isMoorMessage } from './messages';
+import { drainSessions } from './drain';
+import { applyLive } from './live';
+import { isMoorMessage, STATS_INTERVAL_MS, type ToPrimary, type ToWorker, type WorkerSpec } from './messages';
 
 const SWEEP_INTERVAL_MS = 30_000;
 
@@ -97,48 +95,71 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     }, SWEEP_INTERVAL_MS);
     sweep.unref();
   }
-  const stats = setInterval(() => tell({ type: 'moor:stats', index, ws: gw.hub.counts[0], tcp: gw.hub.counts[1] }), 5_000);
-  stats.unref();
+  // The primary coordinates stopping and reloading: a terminal's Ctrl-C (SIGINT to the
+  // whole process group) or `systemctl kill -s HUP|USR2 moor` (every process) must not
+  // end a worker. SIGTERM still does, for a primary that kills a worker that is starting.
+  for (const sig of ['SIGINT', 'SIGHUP', 'SIGUSR2'] as const) process.on(sig, () => {});
 
+  let draining = false;
+  let retire: (() => void) | null = null;
+  const retired = new Promise<void>((resolve) => {
+    retire = resolve;
+  });
+  const closeDeviceListeners = (): void => {
+    for (const s of wsSockets) uws.us_listen_socket_close(s);
+    tcp?.close();
+  };
   process.on('message', (m: unknown) => {
     if (!isMoorMessage(m)) return;
     const msg = m as ToWorker;
-    if (msg.type === 'moor:peer-down') gw.peerDown(msg.worker);
-    else if (msg.type === 'moor:drain') {
-      drain(gw, msg.windowMs, msg.graceMs, () => {
-        for (const s of wsSockets) uws.us_listen_socket_close(s);
-        tcp?.close();
-      }).then(async () => {
-        api.close();
-        gw.stop();
-        await store.close().catch(() => {});
-        tell({ type: 'moor:drained', index });
-        process.exit(0);
-      });
+    switch (msg.type) {
+      case 'moor:peer-down':
+        gw.peerDown(msg.worker);
+        return;
+      case 'moor:reload': {
+        for (const err of applyLive(config, msg.live, msg.changed)) log.error({ err }, 'a reload listener failed');
+        log.info({ changed: msg.changed }, 'config reloaded');
+        tell({ type: 'moor:reloaded', index, generation: msg.generation });
+        return;
+      }
+      case 'moor:retire':
+        retire?.();
+        return;
+      case 'moor:drain': {
+        if (draining) return;
+        draining = true;
+        gw.draining = true;
+        closeDeviceListeners();
+        // In a rolling restart the other workers answer the API; on shutdown this one
+        // keeps accepting pushes (stored for the devices that left) until it exits.
+        if (msg.mode === 'roll') api.close();
+        const sessions = gw.hub.size;
+        log.info({ mode: msg.mode, sessions, window_ms: msg.windowMs, grace_ms: msg.graceMs }, 'draining');
+        drainSessions(gw, msg.windowMs, msg.graceMs)
+          .then(async (dropped) => {
+            log.info({ sessions, dropped }, 'drained');
+            tell({ type: 'moor:drained', index, dropped });
+            // Held: this worker keeps its directory shard until its successor listens.
+            if (msg.hold) await retired;
+            api.close();
+            await store.close().catch((err: unknown) => log.warn({ err }, 'store close failed'));
+            process.exit(0);
+          })
+          .catch((err: unknown) => {
+            log.error({ err }, 'drain failed');
+            process.exit(1);
+          });
+        return;
+      }
     }
   });
   // Announce only once the mesh is whole, so the first pushes route (peers start in parallel).
   if (!(await gw.mesh.whenAllUp(10_000))) log.warn('not every mesh peer is up yet; announcing anyway');
+  await gw.loadShard();
   tell({ type: 'moor:listening', index });
+  const stats = setInterval(() => tell({ type: 'moor:stats', index, ws: gw.hub.counts[0], tcp: gw.hub.counts[1] }), STATS_INTERVAL_MS);
+  stats.unref();
   log.info({ ws: config.ws.port, resume: spec.resumePorts[index], tcp: config.tcp.port, api: api.port }, 'worker listening');
-}
-
-/**
- * Deploy drain (api.md SIGTERM): stop accepting, send GOAWAY DRAINING with
- * reconnect_after_ms spread uniformly over the window so devices come back
- * gradually, give them `graceMs` to leave, then close the rest.
- */
-async function drain(gw: Gateway, windowMs: number, graceMs: number, stopListening: () => void): Promise<void> {
-  gw.draining = true;
-  stopListening();
-  for (const s of [...gw.hub.byDevice.values()]) {
-    if (s.state !== SessionState.OPEN) continue;
-    gw.send(s, FrameType.GOAWAY, goAwayFrame(GoAwayReason.DRAINING, Math.floor(Math.random() * windowMs), ''));
-  }
-  const deadline = Date.now() + graceMs;
-  while (gw.hub.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  for (const s of [...gw.hub.byDevice.values()]) gw.drop(s);
-  await new Promise((r) => setTimeout(r, 50));
 }
 
 export function parseWorkerSpec(env: NodeJS.ProcessEnv): WorkerSpec {

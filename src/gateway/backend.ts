@@ -78,8 +78,13 @@ export class WorkerBackend implements ApiBackend {
       [...byShard].map(([shard, devs]) =>
         this.gw.mesh.request(shard, Op.ROUTE, { t: hdr, devs }, body).then(
           (r) => (Array.isArray(r.hdr.online) ? r.hdr.online.length : 0),
-          // Shard unreachable (restarting): durable pushes wait in the inbox.
-          () => 0,
+          () => {
+            // The shard is restarting: offer the push to every worker (each checks its own
+            // sessions), so a device connected elsewhere still gets it live. Durable pushes
+            // are in the inbox whatever happens here.
+            for (let w = 0; w < workerCount; w++) this.gw.mesh.send(w, Op.DELIVER, { t: hdr, devs }, body);
+            return 0;
+          },
         ),
       ),
     );

@@ -226,11 +226,35 @@ export class Gateway implements MeshHandler {
 
   onPeerUp(peer: number): void {
     // The peer may have restarted with an empty shard: tell it every device it should know.
+    const ops = this.sessionsOfShard(peer);
+    if (ops.length) this.mesh.send(peer, Op.PRESENCE, { ops });
+  }
+
+  /** Presence registrations for every open session here whose directory shard is `shard`. */
+  private sessionsOfShard(shard: number): Array<[number, string, number, number]> {
     const ops: Array<[number, string, number, number]> = [];
     for (const s of this.hub.byDevice.values()) {
-      if (shardOf(s.deviceId, this.deps.workerCount) === peer) ops.push([1, s.deviceId, this.deps.workerIndex, s.sid]);
+      if (s.state === SessionState.OPEN && shardOf(s.deviceId, this.deps.workerCount) === shard) ops.push([1, s.deviceId, this.deps.workerIndex, s.sid]);
     }
-    if (ops.length) this.mesh.send(peer, Op.PRESENCE, { ops });
+    return ops;
+  }
+
+  /**
+   * A (re)started worker pulls its shard from every peer before it announces itself,
+   * so a push routed through it finds devices that were connected all along.
+   */
+  async loadShard(): Promise<void> {
+    const me = this.deps.workerIndex;
+    await Promise.all(
+      Array.from({ length: this.deps.workerCount }, (_, peer) => peer)
+        .filter((peer) => peer !== me)
+        .map((peer) =>
+          this.mesh.request(peer, Op.SNAPSHOT, { shard: me }).then(
+            (r) => this.applyPresence(r.hdr.ops),
+            (err) => this.deps.log.warn({ err, peer }, 'could not load the directory shard from a peer'),
+          ),
+        ),
+    );
   }
 
   onMessage(m: MeshMessage): void {
@@ -260,6 +284,8 @@ export class Gateway implements MeshHandler {
         return { hdr: { online: this.route(m.hdr.t, m.hdr.devs, m.raw) } };
       case Op.FANOUT:
         return { hdr: { online: await fanoutLocal(this, m.hdr.t, m.hdr.topic, m.raw) } };
+      case Op.SNAPSHOT:
+        return { hdr: { ops: this.sessionsOfShard(m.hdr.shard) } };
       case Op.LOOKUP: {
         const loc = this.directory.get(m.hdr.d);
         return { hdr: loc ? { w: loc.worker, sid: loc.sid } : { w: -1, sid: 0 } };

@@ -14,6 +14,8 @@ export const Op = {
   LOOKUP: 6,
   /** request to a shard: {d, code, msg} → {kicked: boolean}. */
   KICK_DEVICE: 7,
+  /** request to a peer: {shard} → {ops} registering every session the peer holds whose shard it is. */
+  SNAPSHOT: 8,
 } as const;
 
 /** The push fields shared by every device of one push, as sent over the mesh (body travels raw). */
