@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ErrorCode, FrameType } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
+import { ack, connect, expectError, expectFrame, expectPush, expectSilence, TRANSPORTS } from './helpers/device';
 import { type Gateway, startGateway } from './helpers/gateway';
-import { TRANSPORTS, ack, connect, expectError, expectFrame, expectPush, expectSilence } from './helpers/device';
 
 let gw: Gateway;
 before(async () => {

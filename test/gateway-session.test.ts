@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
-import { RawConnection, hello } from '../src/client/raw';
+import { hello, RawConnection } from '../src/client/raw';
 import { ErrorCode, FrameType } from '../src/protocol/constants';
 import { encodeFrame } from '../src/protocol/encoder';
+import { connect, expectError, expectFrame, open, TRANSPORTS } from './helpers/device';
 import { type Gateway, JWT_SECRET, startGateway } from './helpers/gateway';
-import { TRANSPORTS, connect, expectError, expectFrame, open } from './helpers/device';
 
 let gw: Gateway;
 before(async () => {

@@ -8,8 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { FrameType } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
+import { connect, expectFrame, TRANSPORTS } from './helpers/device';
 import { type Gateway, startGateway } from './helpers/gateway';
-import { TRANSPORTS, connect, expectFrame } from './helpers/device';
 
 interface Seen {
   url: string;

@@ -1,24 +1,32 @@
 /**
- * The node:cluster primary: picks concrete ports, forks one worker per core,
- * restarts a crashed worker with backoff (logging why it died), tells the others
- * so they forget its sessions, aggregates metrics, and drains on SIGTERM.
+ * The node:cluster primary: picks concrete ports, forks one worker per core (pool.ts),
+ * talks to systemd (systemd.ts), and turns signals into operations:
+ *   SIGTERM / SIGINT  drain every worker, flush, exit 0 (a second SIGINT stops at once)
+ *   SIGHUP            reload the config (reload.ts)
+ *   SIGUSR2           rolling restart of the workers (roll.ts)
  */
-import cluster, { type Worker } from 'node:cluster';
+import cluster from 'node:cluster';
 import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { GeneratedSecrets } from '../config/secrets';
 import { resumePorts as computeResumePorts } from '../config/ports';
+import type { GeneratedSecrets } from '../config/secrets';
 import type { Config } from '../config/types';
 import { installPrimaryMetricsResponder } from '../metrics/cluster';
 import { getLogger, initLogger } from '../util/log';
-import { type ToPrimary, type ToWorker, type WorkerSpec, isMoorMessage } from './messages';
+import { WorkerPool } from './pool';
+import { reloadConfig } from './reload';
+import { rollingRestart } from './roll';
+import { SystemdLink } from './systemd';
 
-const RESTART_BASE_MS = 200;
-const RESTART_MAX_MS = 30_000;
-/** A worker that lived this long resets its restart backoff. */
-const STABLE_MS = 60_000;
+/** Beyond window + grace before workers that have not exited are killed. */
+const HARD_STOP_SLACK_MS = 10_000;
+
+export interface PrimaryOptions {
+  /** Loads the config again exactly as at start (same file, flags, environment), for SIGHUP. */
+  reload?: () => Config;
+}
 
 /** A free TCP port on `host` (for ports configured as 0), found by binding port 0. */
 export function freePort(host: string): Promise<number> {
@@ -38,15 +46,7 @@ async function freePorts(host: string, n: number): Promise<number[]> {
   return out;
 }
 
-interface Slot {
-  worker: Worker | null;
-  startedAt: number;
-  failures: number;
-  listening: boolean;
-  conns: [number, number];
-}
-
-export async function runPrimary(config: Config, generated: GeneratedSecrets): Promise<void> {
+export async function runPrimary(config: Config, generated: GeneratedSecrets, opts: PrimaryOptions = {}): Promise<void> {
   initLogger({ level: config.log.level, node: config.node.id });
   const log = getLogger('primary');
   if (generated.jwtSecret || generated.apiKey) {
@@ -55,6 +55,9 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets): P
     if (generated.jwtSecret) process.stderr.write(`moor: generated device JWT secret: ${generated.jwtSecret}\n`);
   }
 
+  /** As loaded (ports as configured): what SIGHUP compares the new config with. */
+  const running: Config = structuredClone(config);
+  /** What workers are forked with: concrete ports. */
   const resolved: Config = structuredClone(config);
   if (resolved.ws.port === 0) resolved.ws.port = await freePort(resolved.ws.host);
   if (resolved.api.port === 0) resolved.api.port = await freePort(resolved.api.host);
@@ -64,74 +67,110 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets): P
 
   const metrics = installPrimaryMetricsResponder();
   cluster.setupPrimary({ exec: path.join(__dirname, 'worker-main.js'), args: [] });
-  const slots: Slot[] = Array.from({ length: resolved.workers }, () => ({ worker: null, startedAt: 0, failures: 0, listening: false, conns: [0, 0] }));
-  let shuttingDown = false;
-  let announced = false;
+  const pool = new WorkerPool((index) => ({ index, config: resolved, resumePorts, meshDir }), resolved.workers, log);
 
-  const fork = (index: number): void => {
-    const spec: WorkerSpec = { index, config: resolved, resumePorts, meshDir };
-    const w = cluster.fork({ MOOR_WORKER: JSON.stringify(spec) });
-    const slot = slots[index];
-    slot.worker = w;
-    slot.startedAt = Date.now();
-    slot.listening = false;
-    w.on('message', (m: unknown) => {
-      if (!isMoorMessage(m)) return;
-      const msg = m as ToPrimary;
-      if (msg.type === 'moor:listening') {
-        slot.listening = true;
-        if (!announced && slots.every((s) => s.listening)) {
-          announced = true;
-          log.info(
-            { ws: resolved.ws.port, ws_path: resolved.ws.path, tcp: resolved.tcp.port, api: resolved.api.port, api_host: resolved.api.host, resume: resumePorts, workers: resolved.workers, store: resolved.store.kind },
-            'moor ready',
-          );
-        } else if (announced) log.info({ worker: index }, 'worker back');
-      } else if (msg.type === 'moor:stats') slot.conns = [msg.ws, msg.tcp];
-    });
-    w.on('exit', (code, signal) => {
-      if (slot.worker !== w) return;
-      slot.worker = null;
-      slot.conns = [0, 0];
-      if (shuttingDown) return;
-      const lived = Date.now() - slot.startedAt;
-      slot.failures = lived > STABLE_MS ? 1 : slot.failures + 1;
-      const delay = Math.min(RESTART_MAX_MS, RESTART_BASE_MS * 2 ** (slot.failures - 1));
-      log.error({ worker: index, code, signal, lived_ms: lived, restart_in_ms: delay }, `worker ${index} died (${signal ?? `exit code ${code}`}); restarting`);
-      broadcast({ type: 'moor:peer-down', worker: index });
-      setTimeout(() => {
-        if (!shuttingDown) fork(index);
-      }, delay);
-    });
+  let phase = '';
+  let draining = false;
+  let rolling = false;
+  let reloading: Promise<unknown> | null = null;
+  let reloadAgain = false;
+
+  const status = (): string => {
+    const { ws, tcp } = pool.connections();
+    const up = pool.slots.filter((s) => s.current?.listening).length;
+    return `${phase ? `${phase}; ` : ''}${ws + tcp} connections (ws ${ws}, tcp ${tcp}); ${up}/${pool.slots.length} workers listening`;
   };
+  const systemd = new SystemdLink({ problems: (now) => pool.problems(now), status }, log);
 
-  const broadcast = (m: ToWorker): void => {
-    for (const s of slots) if (s.worker?.isConnected()) s.worker.send(m);
+  pool.onReady = () => {
+    log.info(
+      { ws: resolved.ws.port, ws_path: resolved.ws.path, tcp: resolved.tcp.port, api: resolved.api.port, api_host: resolved.api.host, resume: resumePorts, workers: resolved.workers, store: resolved.store.kind },
+      'moor ready',
+    );
+    systemd.markReady();
   };
 
   const shutdown = (signal: string): void => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    const windowMs = resolved.drain.window_ms;
-    const graceMs = resolved.drain.grace_ms;
+    if (draining) {
+      if (signal !== 'SIGINT') return void log.info({ signal }, 'already draining');
+      log.warn('second SIGINT: stopping without waiting for the drain');
+      for (const p of pool.procs()) p.kill('SIGKILL');
+      return;
+    }
+    draining = true;
+    pool.stopping = true;
+    const { window_ms: windowMs, grace_ms: graceMs } = resolved.drain;
+    const stopMs = windowMs + graceMs + HARD_STOP_SLACK_MS;
+    phase = 'draining';
     log.info({ signal, window_ms: windowMs, grace_ms: graceMs }, 'draining');
-    broadcast({ type: 'moor:drain', windowMs, graceMs });
+    systemd.stopping(stopMs);
+    let forced = false;
+    for (const p of pool.procs()) {
+      if (!p.listening) {
+        // Still starting: it holds no device, and may not have its message handler yet.
+        p.kill('SIGTERM');
+        continue;
+      }
+      p.send({ type: 'moor:drain', windowMs, graceMs, mode: 'shutdown', hold: false });
+      // A retiring worker of a rolling restart may be holding for its successor.
+      if (p.retiring) p.send({ type: 'moor:retire' });
+    }
     const hardStop = setTimeout(() => {
       log.warn('workers did not drain in time; killing them');
-      for (const s of slots) s.worker?.kill('SIGKILL');
-    }, graceMs + 10_000);
+      forced = true;
+      for (const p of pool.procs()) p.kill('SIGKILL');
+    }, stopMs);
     hardStop.unref();
-    const check = setInterval(() => {
-      if (slots.some((s) => s.worker !== null)) return;
-      clearInterval(check);
+    pool.until(() => (pool.procs().length === 0 ? true : null), 2 ** 31 - 1).then(() => {
+      clearTimeout(hardStop);
+      pool.close();
+      systemd.close();
       metrics.uninstall();
       rmSync(meshDir, { recursive: true, force: true });
-      log.info('drained; exiting');
-      process.exit(0);
-    }, 50);
+      log.info({ forced }, forced ? 'stopped (workers were killed)' : 'drained; exiting');
+      // pino writes stdout synchronously (pino.destination(1)), so nothing is lost here.
+      process.exit(forced ? 1 : 0);
+    });
   };
+
+  const reload = (): void => {
+    if (draining) return void log.info('SIGHUP while draining: ignored');
+    if (!opts.reload) return void log.warn('SIGHUP: this primary was started without a way to re-read its config');
+    if (reloading) {
+      reloadAgain = true;
+      return;
+    }
+    const load = opts.reload;
+    systemd.reloading();
+    log.info('SIGHUP: reloading the config');
+    reloading = reloadConfig({ pool, log, running, resolved, load })
+      .catch((err: unknown) => log.error({ err }, 'reload failed; still running on the old config'))
+      .finally(() => {
+        reloading = null;
+        systemd.reloaded();
+        if (reloadAgain) {
+          reloadAgain = false;
+          reload();
+        }
+      });
+  };
+
+  const roll = (): void => {
+    if (draining) return void log.info('SIGUSR2 while draining: ignored');
+    if (rolling) return void log.info('SIGUSR2: a rolling restart is already running');
+    rolling = true;
+    rollingRestart({ pool, log, config: resolved, stopping: () => draining, progress: (text) => (phase = draining ? 'draining' : text) })
+      .catch((err: unknown) => log.error({ err }, 'rolling restart failed'))
+      .finally(() => {
+        rolling = false;
+      });
+  };
+
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', reload);
+  process.on('SIGUSR2', roll);
 
-  for (let i = 0; i < resolved.workers; i++) fork(i);
+  systemd.start();
+  pool.start();
 }

@@ -5,7 +5,7 @@
  * runs on libuv's thread pool, so the event loop never blocks on it.
  */
 import { readFileSync } from 'node:fs';
-import { type JWTPayload, type KeyLike, importSPKI, jwtVerify } from 'jose';
+import { importSPKI, type JWTPayload, jwtVerify, type KeyLike } from 'jose';
 
 export interface DeviceClaims {
   app: string;

@@ -5,9 +5,9 @@
 import { createHash } from 'node:crypto';
 import type { ApiBackend, DeviceInfo, PushCommand, PushOutcome } from '../api/backend';
 import { ApiError } from '../api/errors';
+import { Op, type PushHeader, shardOf } from '../mesh/ops';
 import { ErrorCode } from '../protocol/constants';
 import { moor } from '../protocol/generated/moor';
-import { Op, type PushHeader, shardOf } from '../mesh/ops';
 import type { Gateway } from './gateway';
 
 /** How long an idempotency key's answer is remembered. */

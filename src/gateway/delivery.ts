@@ -4,8 +4,9 @@
  * store before any of this runs, so a send that fails loses nothing: the device gets
  * it on its next replay.
  */
-import { FrameType } from '../protocol/constants';
+
 import type { PushHeader } from '../mesh/ops';
+import { FrameType } from '../protocol/constants';
 import type { StoredPush } from '../store/store';
 import { type PushTemplate, pushFrame, syncDoneFrame } from './frames';
 import type { Gateway } from './gateway';

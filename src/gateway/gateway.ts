@@ -3,15 +3,16 @@
  * and the mesh that joins it to the other workers. Frame handling lives in
  * handlers.ts, delivery in delivery.ts; this file owns the session lifecycle.
  */
-import { DEVICE_TO_GATEWAY, ErrorCode, type ErrorCodeValue, FLAG_CODEC_MASK, FRAME_TYPE_NAMES, FrameType } from '../protocol/constants';
-import { headerSize } from '../protocol/encoder';
+
 import { Directory } from '../mesh/directory';
 import { Mesh, type MeshHandler, type MeshMessage, type MeshReply } from '../mesh/mesh';
 import { Op, shardOf } from '../mesh/ops';
+import { DEVICE_TO_GATEWAY, ErrorCode, type ErrorCodeValue, FLAG_CODEC_MASK, FRAME_TYPE_NAMES, FrameType } from '../protocol/constants';
+import { headerSize } from '../protocol/encoder';
 import { deliverLocal, fanoutLocal } from './delivery';
 import type { GatewayDeps } from './deps';
 import { errorFrame } from './frames';
-import { handleOpenFrame, handleHello } from './handlers';
+import { handleHello, handleOpenFrame } from './handlers';
 import { Hub } from './hub';
 import { Session, SessionState, type SessionStateValue, type Transport } from './session';
 import { TimingWheel } from './wheel';

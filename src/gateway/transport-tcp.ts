@@ -3,9 +3,9 @@
  * `MOOR/1\r\n` preface, then frames back to back, decoded per socket read.
  */
 import net from 'node:net';
-import { DECODE_FAULT_MESSAGES, type DecodeFaultValue, TCP_PREFACE, errorCodeForFault } from '../protocol/constants';
-import { IN_SPILL, OUT_HEADER, OUT_STRIDE, type FrameDecoderLike, outSizeFor } from '../protocol/decoder';
 import { createDecoder } from '../protocol/codec';
+import { DECODE_FAULT_MESSAGES, type DecodeFaultValue, errorCodeForFault, TCP_PREFACE } from '../protocol/constants';
+import { type FrameDecoderLike, IN_SPILL, OUT_HEADER, OUT_STRIDE, outSizeFor } from '../protocol/decoder';
 import type { Gateway } from './gateway';
 import { SendResult, type SendResultValue, type Session, SessionState, type Transport, TransportKind } from './session';
 

@@ -3,17 +3,17 @@
  * message (protocol.md §1). The Session is the socket's user data, so a connection
  * costs uWS's socket plus one small object.
  */
-import type { TemplatedApp, WebSocket, us_listen_socket } from '@trufflesuite/uws-js-unofficial';
+import type { TemplatedApp, us_listen_socket, WebSocket } from '@trufflesuite/uws-js-unofficial';
 import {
   DECODE_FAULT_MESSAGES,
   type DecodeFaultValue,
   ErrorCode,
   type ErrorCodeValue,
+  errorCodeForFault,
   MAX_HEADER_BYTES,
   WS_CLOSE_FOR_ERROR,
   WS_CLOSE_TEXT_MESSAGE,
   WS_SUBPROTOCOL,
-  errorCodeForFault,
 } from '../protocol/constants';
 import { parseHeader } from '../protocol/decoder';
 import type { Gateway } from './gateway';

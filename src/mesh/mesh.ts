@@ -11,7 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { FrameType } from '../protocol/constants';
-import { IN_SPILL, OUT_HEADER, OUT_STRIDE, TsFrameDecoder, outSizeFor } from '../protocol/decoder';
+import { IN_SPILL, OUT_HEADER, OUT_STRIDE, outSizeFor, TsFrameDecoder } from '../protocol/decoder';
 import { encodeFrame, varintSize, writeVarint } from '../protocol/encoder';
 
 /** Mesh frames may carry batches far above a device's max_frame. */
@@ -104,7 +104,9 @@ export class Mesh {
     this.server = net.createServer((sock) => this.accept(sock));
     await new Promise<void>((resolve, reject) => {
       this.server?.once('error', reject);
-      this.server?.listen(file, () => resolve());
+      // exclusive: in a cluster worker, listen() would otherwise share one socket held by the
+      // primary across every process that binds the path, old and new worker alike.
+      this.server?.listen({ path: file, exclusive: true }, () => resolve());
     });
     for (let i = 0; i < this.count; i++) if (i !== this.index) this.dial(i);
   }

@@ -1,7 +1,8 @@
 /** Test devices speaking moor/1 to a real gateway over either transport. */
+
+import { hello, RawConnection } from '../../src/client/raw';
 import { FrameType } from '../../src/protocol/constants';
 import { moor } from '../../src/protocol/generated/moor';
-import { RawConnection, hello } from '../../src/client/raw';
 import type { Gateway } from './gateway';
 
 export type TransportName = 'ws' | 'tcp';
