@@ -49,8 +49,14 @@ function survive(p: HeartbeatPolicy, tag: number, k: number, id = dev()): number
   return tag;
 }
 
-/** A session that never gets its first PING through and is closed by the gateway. */
+/** A session whose first PING is lost: its device reconnects after a 10 s PONG timeout. */
 function dies(p: HeartbeatPolicy, tag: number, id = dev()): boolean {
+  const x = p.intervalOf(tag);
+  return p.closed(tag, x + 10_000, x, id);
+}
+
+/** A session the gateway closes idle (its device never came back). */
+function idles(p: HeartbeatPolicy, tag: number, id = dev()): boolean {
   const x = p.intervalOf(tag);
   return p.closed(tag, 2 * x + 30_000, x, id);
 }
@@ -183,6 +189,15 @@ describe('rules', () => {
     assert.equal(p.adviceFor(CELL, 'q'), 270_000);
   });
 
+  test('an idle close (the device stayed away) counts against a probe, not against P', () => {
+    const { p } = setup({ maxProbes: 100 });
+    for (let i = 0; i < 3; i++) assert.equal(idles(p, p.open(CELL, 'idle', false)), true);
+    assert.equal(p.adviceFor(CELL, 'idle'), 250_000, 'two idle probers: ceiling at 330 s');
+    const { p: q } = setup({ probeShare: 0 });
+    for (let i = 0; i < 5; i++) assert.equal(idles(q, q.open(CELL, 'idle2', false)), true);
+    assert.equal(q.adviceFor(CELL, 'idle2'), 270_000);
+  });
+
   test('a live session is told the new interval on its next PING', () => {
     const { p } = setup({ probeShare: 0 });
     const live = p.open(CELL, 'live', false);
@@ -212,28 +227,38 @@ describe('rules', () => {
 describe('reports (HELLO.previous)', () => {
   test('timed out at X after living X plus a PONG timeout is a failure; mid-interval deaths are not', () => {
     const { p } = setup({ probeShare: 0 });
-    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: true, livedMs: 100_000 }, 'a');
-    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: true, livedMs: 500_000 }, 'b');
-    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: false, livedMs: 280_000 }, 'c');
-    p.report(CELL, 'rep', { intervalMs: 60_000, timedOut: true, livedMs: 70_000 }, 'd');
+    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: true, livedMs: 100_000 }, 'a', true, 1_000);
+    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: true, livedMs: 500_000 }, 'b', true, 1_000);
+    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: false, livedMs: 280_000 }, 'c', true, 1_000);
+    p.report(CELL, 'rep', { intervalMs: 60_000, timedOut: true, livedMs: 70_000 }, 'd', true, 1_000);
     assert.equal(p.adviceFor(CELL, 'rep'), 270_000);
-    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: true, livedMs: 280_000 }, 'e');
-    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: true, livedMs: 281_000 }, 'f');
+    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: true, livedMs: 280_000 }, 'e', true, 1_000);
+    p.report(CELL, 'rep', { intervalMs: 270_000, timedOut: true, livedMs: 281_000 }, 'f', true, 1_000);
     assert.equal(p.adviceFor(CELL, 'rep'), 210_000);
+  });
+
+  test('a death on another network, or followed by a long absence, is no evidence', () => {
+    const { p } = setup({ probeShare: 0 });
+    const r = { intervalMs: 270_000, timedOut: true, livedMs: 280_000 };
+    for (let i = 0; i < 3; i++) p.report(CELL, 'far', r, `sw${i}`, false, 1_000);
+    for (let i = 0; i < 3; i++) p.report(CELL, 'far', r, `gone${i}`, true, 10 * MIN);
+    assert.equal(p.adviceFor(CELL, 'far'), 270_000);
+    for (let i = 0; i < 2; i++) p.report(CELL, 'far', r, `unknown${i}`, true, -1);
+    assert.equal(p.adviceFor(CELL, 'far'), 210_000, 'down time unknown: taken as a NAT death');
   });
 
   test('the gateway close and the device report of one death count once', () => {
     const { p } = setup({ probeShare: 0 });
     assert.equal(dies(p, p.open(CELL, 'dup', false), 'same'), true);
-    p.report(CELL, 'dup', { intervalMs: 270_000, timedOut: true, livedMs: 280_000 }, 'same');
+    p.report(CELL, 'dup', { intervalMs: 270_000, timedOut: true, livedMs: 280_000 }, 'same', true, 1_000);
     assert.equal(p.adviceFor(CELL, 'dup'), 270_000);
-    p.report(CELL, 'dup', { intervalMs: 270_000, timedOut: true, livedMs: 280_000 }, 'other');
+    p.report(CELL, 'dup', { intervalMs: 270_000, timedOut: true, livedMs: 280_000 }, 'other', true, 1_000);
     assert.equal(p.adviceFor(CELL, 'dup'), 210_000);
   });
 
   test('a report of a probe that lived k intervals is a success', () => {
     const { p } = setup({ maxProbes: 100 });
-    for (let i = 0; i < S; i++) p.report(CELL, 'rs', { intervalMs: 330_000, timedOut: false, livedMs: 700_000 }, `r${i}`);
+    for (let i = 0; i < S; i++) p.report(CELL, 'rs', { intervalMs: 330_000, timedOut: false, livedMs: 700_000 }, `r${i}`, true, 1_000);
     assert.equal(p.adviceFor(CELL, 'rs'), 330_000);
   });
 });

@@ -13,13 +13,17 @@
  * max_probes per probe window, the probe interval Q above P.
  *
  * Evidence, at the interval X the session was using:
- *  - success: the gateway saw k (probe_intervals) PINGs each after a quiet gap of ~X; or
- *    HELLO.previous reports X >= Q, not timed out, having lived k intervals.
- *  - failure: a session that never got one quiet interval through was closed (idle
- *    close, or replaced by the device's reconnect) after a silence longer than X; or
- *    HELLO.previous reports timed_out at X having lived X plus at most min(X/2, 90 s):
- *    its first PING went unanswered. A session cut off mid-interval (network switch)
- *    is neither.
+ *  - success: a prober's PING came after a quiet gap of ~X, k (probe_intervals) times,
+ *    or HELLO.previous reports X >= Q, not timed out, having lived k intervals; for
+ *    the proven interval, every quiet gap a session gets through at it.
+ *  - failure: a session that never got a quiet interval through at X was replaced by
+ *    its device's reconnect within min(X/2, 90 s) after its PING was due (the PING was
+ *    lost, the network was fine); or HELLO.previous says the same: timed_out at X after
+ *    living X plus at most min(X/2, 90 s), back on the same network at once. An idle
+ *    close (the device stayed away) is NAT-suspected too, but counts only against a
+ *    probe: it is as likely a device out of coverage. A session cut off by a network
+ *    switch or mid-interval is no evidence. A failure at or above a ceiling still cooling
+ *    down is old news (sessions not yet told) and ignored.
  *  One event seen from both sides (server close, device report) counts once.
  *
  * Rules, after WeChat Mars but counted fleet-wide per class:
@@ -30,12 +34,14 @@
  *     successes: the lowest failed X is the ceiling for cooldown_ms, the step drops back
  *     to step_ms and Q bisects (P, ceiling) while the gap allows a step_ms probe. When it
  *     does not, the class is settled at P - margin (Mars: the highest success - 20 s).
- *  3. Back off: F failures at or below P, no fewer than the successes: the NAT got
- *     shorter. P := min_ms at once (one wave of drops, not one per step down); the failed
- *     interval becomes the ceiling and the class climbs again beneath it.
+ *  3. Back off: F failures at or below P, no fewer than the successes there (which
+ *     come every quiet interval, so it takes a NAT that got shorter). P := min_ms at
+ *     once (one wave of drops, not one per step down); the failed interval becomes the
+ *     ceiling and the class climbs again beneath it.
  *  4. Re-probe: when a ceiling's cool-down ends, Q = P + step_ms again; a probe at or
  *     above the last failed interval starts at most F probers per window.
- *  Counts halve past 64 so old evidence fades; every decision resets them.
+ *  Counts halve past 64 (probe) and 32 (proven) so old evidence fades; a decision
+ *  resets the counts it was made on.
  */
 import type { Config } from '../config/types';
 import { ClassTable, evidenceKey, UNKNOWN_SLOT } from './classes';
@@ -112,9 +118,15 @@ const SURVIVED_MAX = 7;
 export const OVERDUE_MS = 3_000;
 /** Longest grace_ms the schema allows: a class is never dropped while a session may point at it. */
 const MAX_GRACE_MS = 600_000;
-const DECAY_AT = 64;
-/** A NAT death is noticed one PONG timeout after the lost PING: lived is X plus seconds. */
+/** Counts halve past these sums, so old evidence fades. */
+const PROBE_WINDOW = 64;
+const PROVEN_WINDOW = 32;
+/** A NAT death is noticed one PONG timeout after the lost PING, and the device is back at once. */
 const REPORT_WINDOW_MS = 90_000;
+
+function noticeWindow(intervalMs: number): number {
+  return Math.min(intervalMs / 2, REPORT_WINDOW_MS);
+}
 
 function pack(slot: number, survived: number, mode: number): number {
   return (slot << 5) | (survived << 2) | mode;
@@ -197,17 +209,25 @@ export class HeartbeatPolicy {
     let mode = tag & 3;
     t.lastUsed[slot] = this.now();
     if (mode === MODE_FOREGROUND || slot === UNKNOWN_SLOT) return tag;
+    // A gap shorter than the interval (other frames came) proves nothing about the NAT.
+    const quiet = quietMs * 4 >= intervalMs * 3;
+    // Every quiet interval at or below P counts for it (stale sessions too, as their
+    // failures count against it): so many that only a NAT that got shorter lets the
+    // failures catch up. No decision can follow a success here.
+    if (quiet && intervalMs <= t.proven[slot]) {
+      t.provenOk[slot]++;
+      decay(t.provenOk, t.provenFail, slot, PROVEN_WINDOW);
+    }
     // A prober whose level was decided (or dropped) meanwhile goes back to the advice.
     if (mode === MODE_PROBE && t.probe[slot] !== intervalMs) mode = MODE_NORMAL;
     const want = mode === MODE_PROBE ? t.probe[slot] : t.advice[slot];
     if (want !== intervalMs) return pack(slot, 0, mode);
     let survived = (tag >>> 2) & SURVIVED_MAX;
-    // A gap shorter than the interval (other frames came) proves nothing about the NAT.
-    if (quietMs * 4 < intervalMs * 3) return pack(slot, survived, mode);
+    if (!quiet) return tag;
     if (survived < SURVIVED_MAX) survived++;
-    if (survived === this.o.probeIntervals) {
-      // Counted once per session and interval; a prober is done probing.
-      if (mode === MODE_PROBE) mode = MODE_NORMAL;
+    // A prober counts once, then is done probing.
+    if (mode === MODE_PROBE && survived === this.o.probeIntervals) {
+      mode = MODE_NORMAL;
       this.evidence(slot, intervalMs, true, deviceId);
     }
     return pack(slot, survived, mode);
@@ -220,22 +240,33 @@ export class HeartbeatPolicy {
    */
   closed(tag: number, quietMs: number, intervalMs: number, deviceId: string): boolean {
     if (tag === 0 || (tag & 3) === MODE_FOREGROUND || ((tag >>> 2) & SURVIVED_MAX) > 0) return false;
-    if (quietMs < intervalMs + OVERDUE_MS) return false;
+    const late = quietMs - intervalMs;
+    if (late < OVERDUE_MS) return false;
     const slot = tag >>> 5;
-    if (slot !== UNKNOWN_SLOT && intervalMs >= this.o.minMs) this.evidence(slot, intervalMs, false, deviceId);
+    // Replaced by the device within a PONG timeout or so of the lost PING: its network
+    // was fine, the NAT was not. Gone longer (idle close): as likely out of coverage,
+    // which only a prober's few counts can afford to take as a failure.
+    if (slot !== UNKNOWN_SLOT && intervalMs >= this.o.minMs && (late <= noticeWindow(intervalMs) || intervalMs > this.table.proven[slot])) {
+      this.evidence(slot, intervalMs, false, deviceId);
+    }
     return true;
   }
 
-  /** HELLO.previous, for the class the previous session ran on. */
-  report(kind: number, carrier: string, r: HeartbeatReport, deviceId: string): void {
+  /**
+   * HELLO.previous, for the class the previous session ran on. `sameNetwork`: the
+   * device is back on that network (after a switch, the switch killed the session).
+   * `downMs`: from the previous session's end to this HELLO, -1 when unknown.
+   */
+  report(kind: number, carrier: string, r: HeartbeatReport, deviceId: string, sameNetwork: boolean, downMs: number): void {
     const x = r.intervalMs;
     if (!(x >= this.o.minMs)) return;
+    if (r.timedOut && (!sameNetwork || downMs > REPORT_WINDOW_MS)) return;
     const now = this.now();
     const slot = this.classOf(kind, carrier, now);
     if (slot === UNKNOWN_SLOT) return;
     this.refresh(slot, now);
     if (r.timedOut) {
-      if (r.livedMs >= x && r.livedMs < x + Math.min(x / 2, REPORT_WINDOW_MS)) this.evidence(slot, x, false, deviceId);
+      if (r.livedMs >= x && r.livedMs < x + noticeWindow(x)) this.evidence(slot, x, false, deviceId);
       return;
     }
     const q = this.table.probe[slot];
@@ -271,24 +302,25 @@ export class HeartbeatPolicy {
         t.ringPut(slot, e);
         t.probeOk[slot]++;
         this.observer?.probe(true);
-        decay(t.probeOk, t.probeFail, slot);
+        decay(t.probeOk, t.probeFail, slot, PROBE_WINDOW);
       }
       if (x >= t.advice[slot]) {
         t.provenOk[slot]++;
-        decay(t.provenOk, t.provenFail, slot);
+        decay(t.provenOk, t.provenFail, slot, PROVEN_WINDOW);
       }
     } else {
       const e = evidenceKey(deviceId, false);
       if (t.ringTake(slot, e)) return;
       t.ringPut(slot, e);
       if (x > t.proven[slot]) {
+        if (t.ceiling[slot] > 0 && x >= t.ceiling[slot]) return;
         t.probeFail[slot]++;
         if (t.failAt[slot] === 0 || x < t.failAt[slot]) t.failAt[slot] = x;
         this.observer?.probe(false);
-        decay(t.probeOk, t.probeFail, slot);
+        decay(t.probeOk, t.probeFail, slot, PROBE_WINDOW);
       } else {
         t.provenFail[slot]++;
-        decay(t.provenOk, t.provenFail, slot);
+        decay(t.provenOk, t.provenFail, slot, PROVEN_WINDOW);
       }
     }
     this.decide(slot, this.now());
@@ -430,8 +462,8 @@ export class HeartbeatPolicy {
   }
 }
 
-function decay(ok: Float64Array, fail: Float64Array, slot: number): void {
-  if (ok[slot] + fail[slot] <= DECAY_AT) return;
+function decay(ok: Float64Array, fail: Float64Array, slot: number, window: number): void {
+  if (ok[slot] + fail[slot] <= window) return;
   ok[slot] = Math.floor(ok[slot] / 2);
   fail[slot] = Math.floor(fail[slot] / 2);
 }
