@@ -1,9 +1,11 @@
 /**
  * Picks the store engine named by `store.kind` (shared/api.md). Every worker calls this
- * once at start; the embedded engine is opened by all of them on the same directory.
+ * once at start; the embedded engine is opened by all of them on the same directory, the
+ * Redis engine connects each worker to `store.redis_url` (docs/store.md).
  */
 import type { Config } from '../config/types';
 import { EmbeddedStore } from './embedded';
+import { RedisStore } from './redis';
 import type { Store } from './store';
 
 /** `store.kind` names an engine this build does not have yet. */
@@ -22,8 +24,7 @@ export async function openStore(config: Config): Promise<Store> {
     case 'embedded':
       return EmbeddedStore.open(config.store.path);
     case 'redis':
-      // Lands with the fleet issue; until then say so instead of half-working.
-      throw new StoreKindNotBuiltError(kind);
+      return RedisStore.open(config.store.redis_url);
     default: {
       const unknown: never = kind;
       throw new StoreKindNotBuiltError(String(unknown));
