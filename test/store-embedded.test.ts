@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { Config } from '../src/config/types';
 import { EmbeddedStore } from '../src/store/embedded';
-import { openStore, StoreKindNotBuiltError } from '../src/store/index';
+import { openStore } from '../src/store/index';
 import { push, runStoreSuite, T0 } from './store-suite';
 
 const run = promisify(execFile);
@@ -166,14 +166,5 @@ describe('openStore', () => {
       await store.close();
       await t.cleanup();
     }
-  });
-
-  it('says redis is not built yet, with a typed error', async () => {
-    await assert.rejects(openStore(config('redis', '')), (err: unknown) => {
-      assert.ok(err instanceof StoreKindNotBuiltError);
-      assert.equal(err.code, 'STORE_KIND_NOT_BUILT');
-      assert.equal(err.message, 'store.kind=redis is not built yet');
-      return true;
-    });
   });
 });
