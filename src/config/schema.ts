@@ -77,6 +77,14 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
     doc: 'PEM certificate chain; when set (with tls.key) both listeners speak TLS',
   },
   'tls.key': { kind: 'string', path: true, default: '', live: true, doc: 'PEM private key for tls.cert' },
+  'tls.ticket_rotate_s': {
+    kind: 'int', min: 1, max: 302_400, default: 43_200,
+    doc: 'raw TCP TLS session-ticket keys rotate this often (s); the previous key is still accepted',
+  },
+  'tls.ticket_keys_file': {
+    kind: 'string', path: true, default: '', defaultText: 'unset (keys generated, kept in store.path)',
+    doc: 'ticket keys shared by several hosts: 48 or 96 bytes (current, previous), mode 0600; re-read on SIGHUP',
+  },
   'api.port': { ...PORT, default: 8081, doc: 'backend HTTP API port' },
   'api.host': { kind: 'string', nonEmpty: true, default: '127.0.0.1', doc: 'backend HTTP API address' },
   'api.keys': {

@@ -14,7 +14,14 @@ export interface Config {
     resume_port_base: number;
   };
   tcp: { port: number; host: string };
-  tls: { cert: string; key: string };
+  tls: {
+    cert: string;
+    key: string;
+    /** Raw TCP session-ticket key rotation period, s; tickets live up to two periods (src/tls/ticket-keys.ts). */
+    ticket_rotate_s: number;
+    /** 48 or 96 bytes (current key, then the previous one), mode 0600: shared by hosts behind one address. */
+    ticket_keys_file: string;
+  };
   api: { port: number; host: string; keys: string[]; max_body: number };
   auth: { jwt_secret: string; jwt_public_key: string };
   store: { kind: 'embedded' | 'redis'; path: string; redis_url: string };

@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
+import { ticketKeysFileProblem } from '../tls/ticket-keys';
 import { readFailure } from './errors';
 import type { ConfigKey } from './schema';
 import type { Config } from './types';
@@ -23,6 +24,7 @@ export interface CheckContext {
 export function checkConfig(ctx: CheckContext): void {
   checkListeners(ctx);
   checkTls(ctx);
+  checkTicketKeys(ctx);
   checkAuth(ctx);
   checkStore(ctx);
   checkUpstream(ctx);
@@ -113,6 +115,15 @@ function checkTls(ctx: CheckContext): void {
   } catch (err) {
     ctx.error('tls.key', `cannot be used with tls.cert: ${(err as Error).message}`, 'is the key the one for this certificate, and unencrypted?');
   }
+}
+
+/** tls.ticket_keys_file: readable, owner-only, 48 or 96 bytes. Its bytes are never shown. */
+function checkTicketKeys(ctx: CheckContext): void {
+  const file = ctx.config.tls.ticket_keys_file;
+  if (!ctx.ok('tls.ticket_keys_file') || file === '') return;
+  if (ctx.ok('tls.cert') && ctx.config.tls.cert === '') ctx.warn('tls.ticket_keys_file is set but TLS is off (no tls.cert): the keys are not used');
+  const problem = ticketKeysFileProblem(file);
+  if (problem !== null) ctx.error('tls.ticket_keys_file', problem.message, problem.hint);
 }
 
 function checkAuth(ctx: CheckContext): void {
