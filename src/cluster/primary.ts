@@ -14,6 +14,7 @@ import { resumePorts as computeResumePorts } from '../config/ports';
 import type { GeneratedSecrets } from '../config/secrets';
 import type { Config } from '../config/types';
 import { installPrimaryMetricsResponder } from '../metrics/cluster';
+import { TicketKeyService } from '../tls/primary';
 import { getLogger, initLogger } from '../util/log';
 import { WorkerPool } from './pool';
 import { reloadConfig } from './reload';
@@ -67,6 +68,8 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
 
   const metrics = installPrimaryMetricsResponder();
   cluster.setupPrimary({ exec: path.join(__dirname, 'worker-main.js'), args: [] });
+  // TLS session-ticket keys for every worker's raw TCP listener (src/tls/primary.ts); null without TLS.
+  TicketKeyService.start(resolved, getLogger('tls'));
   const pool = new WorkerPool((index) => ({ index, config: resolved, resumePorts, meshDir }), resolved.workers, log);
 
   let phase = '';

@@ -3,20 +3,17 @@
  * the WebSocket listener (shared port + its own resume port), the raw TCP listener,
  * the HTTP API, its directory shard and its mesh links.
  */
-import type net from 'node:net';
 import { createApiServer } from '../api/server';
 import type { Config } from '../config/types';
 import { TokenVerifier } from '../gateway/auth';
 import { WorkerBackend } from '../gateway/backend';
 import { Gateway } from '../gateway/gateway';
-import { createTcpServer } from '../gateway/transport-tcp';
-import { attachWebSocket, listen } from '../gateway/transport-ws';
 import { installWorkerMetrics, requestClusterMetrics } from '../metrics/cluster';
 import { getMetrics } from '../metrics/registry';
 import { openStore } from '../store';
+import { openDeviceListeners } from '../tls/listeners';
 import { UpstreamForwarder } from '../upstream/forwarder';
 import { getLogger, initLogger } from '../util/log';
-import { uws } from '../util/uws';
 import { drainSessions } from './drain';
 import { applyLive } from './live';
 import { isMoorMessage, STATS_INTERVAL_MS, type ToPrimary, type ToWorker, type WorkerSpec } from './messages';
@@ -57,22 +54,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   });
   await gw.start();
 
-  const app = uws.App();
-  attachWebSocket(gw, app, config.ws.path);
-  app.any('/*', (res) => {
-    res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain').end(`moor/1 WebSocket endpoint is ${config.ws.path}\n`);
-  });
-  const wsSockets = [await listen(app, config.ws.host, config.ws.port), await listen(app, config.ws.host, spec.resumePorts[index])];
-
-  let tcp: net.Server | null = null;
-  if (config.tcp.port > 0) {
-    tcp = createTcpServer(gw);
-    const server = tcp;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: config.tcp.port, host: config.tcp.host, backlog: 4096 }, () => resolve());
-    });
-  }
+  // WebSocket (shared port + this worker's resume port) and raw TCP, plain or TLS (src/tls/).
+  const devices = await openDeviceListeners(gw, config, [config.ws.port, spec.resumePorts[index]], getLogger('tls'));
 
   const backend = new WorkerBackend(gw, {
     metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: await requestClusterMetrics({ fallback: metrics.registry }) }),
@@ -105,10 +88,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   const retired = new Promise<void>((resolve) => {
     retire = resolve;
   });
-  const closeDeviceListeners = (): void => {
-    for (const s of wsSockets) uws.us_listen_socket_close(s);
-    tcp?.close();
-  };
+  const closeDeviceListeners = (): void => devices.close();
   process.on('message', (m: unknown) => {
     if (!isMoorMessage(m)) return;
     const msg = m as ToWorker;

@@ -118,18 +118,21 @@ function onError(): void {
   // 'close' follows every 'error'; nothing to add.
 }
 
+/** Takes a connected socket (plain, or a TLSSocket once its handshake is done: src/tls/tcp.ts) as a session. */
+export function acceptTcp(gw: Gateway, socket: net.Socket): void {
+  const sock = socket as TcpConn;
+  const s = gw.newSession(tcpTransport, SessionState.PREFACE);
+  sock.moorSession = s;
+  sock.moorGateway = gw;
+  sock.moorPreface = 0;
+  sock.moorDecoder = null;
+  gw.opened(s, sock);
+  sock.on('data', onData);
+  sock.on('drain', onDrain);
+  sock.on('close', onClose);
+  sock.on('error', onError);
+}
+
 export function createTcpServer(gw: Gateway): net.Server {
-  return net.createServer({ noDelay: true }, (socket) => {
-    const sock = socket as TcpConn;
-    const s = gw.newSession(tcpTransport, SessionState.PREFACE);
-    sock.moorSession = s;
-    sock.moorGateway = gw;
-    sock.moorPreface = 0;
-    sock.moorDecoder = null;
-    gw.opened(s, sock);
-    sock.on('data', onData);
-    sock.on('drain', onDrain);
-    sock.on('close', onClose);
-    sock.on('error', onError);
-  });
+  return net.createServer({ noDelay: true }, (socket) => acceptTcp(gw, socket));
 }
