@@ -72,6 +72,12 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
   private current: moor.v1.Welcome | null = null;
   private previous: moor.v1.HeartbeatReport.$Properties | null = null;
   private preferred: Endpoint | null = null;
+  /**
+   * TLS: the newest session the gateway gave, offered on every connect. Raw TCP tickets
+   * resume on any worker (shared keys); WebSocket ones only on the worker that made
+   * them, which is where WELCOME.resume_endpoint points and where reconnects go first.
+   */
+  private tlsSession: Buffer | null = null;
   private ready: (Waiter<moor.v1.Welcome> & { promise: Promise<moor.v1.Welcome> }) | null = null;
   private closing: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | null = null;
@@ -103,6 +109,16 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
   /** The sync key: every durable seq at or below it is processed. */
   get lastSeq(): number {
     return this.tracker.lastSeq;
+  }
+
+  /** TLS: whether the current connection resumed a saved session (null without one, or without TLS). */
+  get tlsResumed(): boolean | null {
+    return this.session?.tlsResumed ?? null;
+  }
+
+  /** Forget the saved TLS session (the next handshake is a full one). */
+  forgetTlsSession(): void {
+    this.tlsSession = null;
   }
 
   /** The WELCOME of the current session, or null. */
@@ -241,8 +257,12 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
           goaway: (g) => this.onGoaway(s, g),
           error: (e) => this.emitError(e),
           end: (end) => this.onEnd(s, end, usedPreferred),
+          tlsSession: (session) => {
+            this.tlsSession = session;
+          },
         },
         this.o,
+        this.tlsSession,
       );
     } catch (e) {
       // An address the socket layer refuses outright (e.g. a malformed redirect): try home next.

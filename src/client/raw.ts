@@ -3,6 +3,7 @@
  * it is given (malformed ones included) and hands back what arrives, frame by frame, so a
  * test can script both sides of a conversation with a gateway.
  */
+import type { ConnectionOptions } from 'node:tls';
 import { FrameType } from '../protocol/constants';
 import { encodeFrame } from '../protocol/encoder';
 import { moor } from '../protocol/generated/moor';
@@ -36,20 +37,34 @@ export class RawConnection {
   private closeInfo: CloseInfo | null = null;
   private readonly closeWaiters: Array<() => void> = [];
   private error: Error | null = null;
+  private session: Buffer | null = null;
 
   private constructor() {}
+
+  /** TLS: the newest session the server gave on this connection (null if none yet). */
+  get tlsSession(): Buffer | null {
+    return this.session;
+  }
+
+  /** TLS: whether the handshake resumed the offered session (null without TLS). */
+  get tlsResumed(): boolean | null {
+    return this.transport.tlsResumed();
+  }
 
   /**
    * Open a WebSocket; protocol: the subprotocol to offer (default `moor.v1`, null for none).
    * Rejects with MoorClientError UPGRADE_REJECTED (its .status set) if the server refuses.
    */
-  static ws(url: string, opts: { protocol?: string | null; headers?: Record<string, string> } = {}): Promise<RawConnection> {
-    return new RawConnection().open({ kind: 'ws', url }, { protocol: opts.protocol, headers: opts.headers });
+  static ws(
+    url: string,
+    opts: { protocol?: string | null; headers?: Record<string, string>; tls?: ConnectionOptions; tlsSession?: Buffer | null } = {},
+  ): Promise<RawConnection> {
+    return new RawConnection().open({ kind: 'ws', url, tls: opts.tls }, { protocol: opts.protocol, headers: opts.headers, tlsSession: opts.tlsSession });
   }
 
-  /** Open raw TCP; preface: send `MOOR/1\r\n` first (default true). */
-  static tcp(host: string, port: number, opts: { preface?: boolean } = {}): Promise<RawConnection> {
-    return new RawConnection().open({ kind: 'tcp', host, port }, { preface: opts.preface });
+  /** Open raw TCP; preface: send `MOOR/1\r\n` first (default true); tls: TLS (true, or tls.connect options). */
+  static tcp(host: string, port: number, opts: { preface?: boolean; tls?: boolean | ConnectionOptions; tlsSession?: Buffer | null } = {}): Promise<RawConnection> {
+    return new RawConnection().open({ kind: 'tcp', host, port, tls: opts.tls }, { preface: opts.preface, tlsSession: opts.tlsSession });
   }
 
   private open(ep: Parameters<typeof openTransport>[0], opts: Parameters<typeof openTransport>[2]): Promise<RawConnection> {
@@ -63,6 +78,9 @@ export class RawConnection {
             resolve(this);
           },
           frame: (f) => this.onFrame(f),
+          tlsSession: (session) => {
+            this.session = session;
+          },
           close: (info) => {
             if (!opened) reject(info.error ?? new Error('connection closed before it opened'));
             this.onClose(info);

@@ -36,6 +36,8 @@ export interface SessionHandlers {
   error(e: GatewayError): void;
   /** Called exactly once. */
   end(e: SessionEnd): void;
+  /** TLS: a session to offer on the next connection. */
+  tlsSession?(session: Buffer): void;
 }
 
 export interface SessionOptions {
@@ -88,6 +90,8 @@ export class Session {
     hello: Uint8Array,
     private readonly h: SessionHandlers,
     private readonly o: SessionOptions,
+    /** TLS: a session saved from an earlier connection, offered for resumption. */
+    tlsSession: Buffer | null = null,
   ) {
     this.heartbeat = new Heartbeat(
       () => this.transport.send(PING),
@@ -98,11 +102,16 @@ export class Session {
       o.pongTimeoutMs,
     );
     // Opened before the timer is armed: a bad address throws here and leaves nothing running.
-    this.transport = openTransport(endpoint, {
-      open: () => this.transport.send(hello),
-      frame: (f) => this.onFrame(f),
-      close: (info) => this.onClose(info),
-    });
+    this.transport = openTransport(
+      endpoint,
+      {
+        open: () => this.transport.send(hello),
+        frame: (f) => this.onFrame(f),
+        close: (info) => this.onClose(info),
+        tlsSession: (session) => this.h.tlsSession?.(session),
+      },
+      { tlsSession },
+    );
     this.timer = setTimeout(() => {
       this.timer = null;
       this.localError = new MoorClientError('TIMEOUT', `no WELCOME within ${o.handshakeTimeoutMs} ms`);
@@ -113,6 +122,11 @@ export class Session {
   /** WELCOMEd and not closing: frames may be sent. */
   get ready(): boolean {
     return this.state === State.READY;
+  }
+
+  /** TLS: whether this connection resumed a saved session (null before the handshake, or without TLS). */
+  get tlsResumed(): boolean | null {
+    return this.transport.tlsResumed();
   }
 
   /** The largest payload the gateway accepts. */

@@ -3,8 +3,9 @@
  * byte stream (the MOOR/1 preface, then frames back to back), both reporting the
  * same three events. Used by MoorClient and RawConnection.
  */
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import type { ClientRequestArgs } from 'node:http';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import WebSocket from 'ws';
 import { MAX_HEADER_BYTES, MAX_MAX_FRAME, TCP_PREFACE, WS_CLOSE_TEXT_MESSAGE, WS_SUBPROTOCOL } from '../protocol/constants';
 import type { Endpoint } from './endpoint';
@@ -30,6 +31,8 @@ export interface TransportHandlers {
   frame(frame: Frame): void;
   /** Called exactly once, also when the connection never opened. */
   close(info: CloseInfo): void;
+  /** TLS: the server gave a session to resume with (TLS 1.3 sends tickets after the handshake, often two). */
+  tlsSession?(session: Buffer): void;
 }
 
 export interface TransportOptions {
@@ -39,6 +42,8 @@ export interface TransportOptions {
   preface?: boolean;
   /** Extra headers for the WebSocket upgrade request. */
   headers?: Record<string, string>;
+  /** TLS: a session saved from an earlier connection (tlsSession handler), offered for resumption. */
+  tlsSession?: Buffer | null;
 }
 
 export interface Transport {
@@ -50,6 +55,8 @@ export interface Transport {
   end(code?: number, reason?: string): void;
   /** Drop the connection at once. */
   destroy(): void;
+  /** TLS: whether the handshake resumed a session (null before it finished, or without TLS). */
+  tlsResumed(): boolean | null;
 }
 
 export function openTransport(ep: Endpoint, h: TransportHandlers, opts: TransportOptions = {}): Transport {
@@ -58,8 +65,17 @@ export function openTransport(ep: Endpoint, h: TransportHandlers, opts: Transpor
 
 function openWs(ep: Extract<Endpoint, { kind: 'ws' }>, h: TransportHandlers, opts: TransportOptions): Transport {
   const protocol = opts.protocol === undefined ? WS_SUBPROTOCOL : opts.protocol;
+  let tlsSock: TLSSocket | null = null;
+  const secure = ep.url.startsWith('wss:');
   const ws = new WebSocket(ep.url, protocol === null ? [] : [protocol], {
     ...ep.tls,
+    // wss://: our own TLS connect (as ws's own, plus the saved session and its 'session' events).
+    createConnection: secure
+      ? (options: ClientRequestArgs): Socket => {
+          tlsSock = secureConnect(options as ConnectionOptions, opts.tlsSession, h);
+          return tlsSock;
+        }
+      : undefined,
     // Per-frame compression is the protocol's job; permessage-deflate costs memory per socket.
     perMessageDeflate: false,
     maxPayload: MAX_MAX_FRAME + MAX_HEADER_BYTES,
@@ -114,18 +130,33 @@ function openWs(ep: Extract<Endpoint, { kind: 'ws' }>, h: TransportHandlers, opt
     destroy() {
       ws.terminate();
     },
+    tlsResumed() {
+      return tlsSock === null || ws.readyState === WebSocket.CONNECTING ? null : (tlsSock as TLSSocket).isSessionReused();
+    },
   };
+}
+
+/** tls.connect as the ws library does it (no path; SNI unless the host is an IP), offering `session`. */
+function secureConnect(options: ConnectionOptions & { path?: string }, session: Buffer | null | undefined, h: TransportHandlers): TLSSocket {
+  options.path = undefined;
+  if (!options.servername && options.servername !== '') options.servername = isIP(options.host ?? '') ? '' : options.host;
+  if (session) options.session = session;
+  const sock = tlsConnect(options);
+  if (h.tlsSession) sock.on('session', (s: Buffer) => h.tlsSession?.(s));
+  return sock;
 }
 
 function openTcp(ep: Extract<Endpoint, { kind: 'tcp' }>, h: TransportHandlers, opts: TransportOptions): Transport {
   const secure = ep.tls !== undefined && ep.tls !== false;
   const sock: Socket = secure
-    ? tlsConnect({ host: ep.host, port: ep.port, ...(typeof ep.tls === 'object' ? ep.tls : {}) })
+    ? secureConnect({ host: ep.host, port: ep.port, ...(typeof ep.tls === 'object' ? ep.tls : {}) }, opts.tlsSession, h)
     : netConnect({ host: ep.host, port: ep.port });
+  let opened = false;
   sock.setNoDelay(true);
   const reader = new FrameReader();
   let error: Error | undefined;
   sock.once(secure ? 'secureConnect' : 'connect', () => {
+    opened = true;
     if (opts.preface !== false) sock.write(TCP_PREFACE);
     h.open();
   });
@@ -153,6 +184,9 @@ function openTcp(ep: Extract<Endpoint, { kind: 'tcp' }>, h: TransportHandlers, o
     },
     destroy() {
       sock.destroy();
+    },
+    tlsResumed() {
+      return secure && opened ? (sock as TLSSocket).isSessionReused() : null;
     },
   };
 }
