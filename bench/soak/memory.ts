@@ -1,0 +1,76 @@
+/**
+ * Memory readings of a soak phase: the server processes' RSS at a baseline (after a
+ * warm-up of connections, so one-time costs such as JIT code and buffers land before
+ * it) and held (every connection open), each the minimum of a few readings (nothing
+ * outside a process can force its GC: the minimum carries the least garbage); the
+ * client processes' cost; the kernel's socket memory.
+ */
+import { minRss } from '../lib/procs';
+import type { ClientPool } from './pool';
+import { type KernelFigures, readKernel, readRssBytes } from './sampler';
+
+export interface MemPoint {
+  /** RSS per server process (gateway workers by index, or bare uWS processes), bytes. */
+  rss: number[];
+  /** Connections per server process at the time. */
+  conns: number[];
+  kernel: KernelFigures;
+}
+
+export interface MemCost {
+  warm: MemPoint;
+  held: MemPoint;
+  /** (Σ held RSS − Σ warm RSS) / (held conns − warm conns). */
+  bytesPerConn: number;
+  /** Per server process, the same ratio. */
+  bytesPerConnEach: number[];
+  /** Δ(socket slab caches + sockstat TCP buffer memory) / Δ(TCP sockets in use). */
+  kernelBytesPerSocket: number;
+  /** Client processes: RSS growth since they started, per connection they hold. */
+  clientBytesPerConn: number;
+  clientRss: number;
+  /** Client CPU ms spent per connection opened (ramp included). */
+  clientCpuMsPerConn: number;
+}
+
+/** Minimum RSS of each pid over `n` readings `everyMs` apart (0 for a pid that is gone). */
+export async function minRssOf(pids: number[], n: number, everyMs: number): Promise<number[]> {
+  return Promise.all(pids.map((pid) => minRss(pid, n, everyMs).then((r) => r.min.rss, () => readRssBytes(pid))));
+}
+
+export async function memPoint(pids: number[], conns: () => Promise<number[]> | number[], n: number, everyMs: number): Promise<MemPoint> {
+  const rss = await minRssOf(pids, n, everyMs);
+  return { rss, conns: await conns(), kernel: readKernel() };
+}
+
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + (b || 0), 0);
+
+export function memCost(warm: MemPoint, held: MemPoint, pool: ClientPool): MemCost {
+  const dConns = sum(held.conns) - sum(warm.conns);
+  const dSockets = held.kernel.tcpInuse - warm.kernel.tcpInuse;
+  const kBytes = held.kernel.socketSlab + held.kernel.tcpMem - warm.kernel.socketSlab - warm.kernel.tcpMem;
+  let clientGrowth = 0;
+  let clientConns = 0;
+  let clientRss = 0;
+  let clientCpu = 0;
+  for (const c of pool.clients) {
+    const rss = readRssBytes(c.pid);
+    clientRss += rss;
+    clientGrowth += rss - c.readyRss;
+    clientConns += c.stats?.open ?? 0;
+    clientCpu += c.stats?.cpuMs ?? 0;
+  }
+  return {
+    warm,
+    held,
+    bytesPerConn: dConns > 0 ? Math.round((sum(held.rss) - sum(warm.rss)) / dConns) : 0,
+    bytesPerConnEach: held.rss.map((r, i) => {
+      const d = (held.conns[i] ?? 0) - (warm.conns[i] ?? 0);
+      return d > 0 ? Math.round((r - (warm.rss[i] ?? 0)) / d) : 0;
+    }),
+    kernelBytesPerSocket: dSockets > 0 ? Math.round(kBytes / dSockets) : 0,
+    clientBytesPerConn: clientConns ? Math.round(clientGrowth / clientConns) : 0,
+    clientRss,
+    clientCpuMsPerConn: clientConns ? +(clientCpu / clientConns).toFixed(3) : 0,
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * The soak report: everything a run measured (JSON), the targets checked against it,
+ * the memory extrapolated to 1M connections per worker, and the one-line headline.
+ */
+import os from 'node:os';
+import type { FanoutResult } from './fanout';
+import type { MemCost } from './memory';
+import type { SoakOptions } from './options';
+import type { RampResult } from './ramp';
+import type { Sample, Sampler } from './sampler';
+import { cdf, type Summary } from './stats';
+import type { StormReport } from './storm';
+
+export interface BareRun {
+  processes: number;
+  ramp: RampResult;
+  mem: MemCost;
+  fanout: FanoutResult;
+}
+
+export interface GatewayRun {
+  tls: string;
+  clients: number;
+  ramp: RampResult;
+  mem: MemCost;
+  /** Sessions lost during the hold (none should be). */
+  holdLost: number;
+  dial: { latency: Summary; api: Summary; sent: number; missing: number; errors: Record<string, number>; cdf: number[] };
+  fanout: FanoutResult;
+  storm: StormReport | null;
+  reasons: Record<string, number>;
+  problems: string[];
+  problemCount: number;
+}
+
+export interface Target {
+  /** null: not measured in this run. */
+  ok: boolean | null;
+  value: number | null;
+  limit: string;
+}
+
+export interface Extrapolation {
+  connections: number;
+  user_bytes: number;
+  kernel_bytes: number;
+  total_gb: number;
+  method: string;
+}
+
+export interface SoakReport {
+  bench: 'soak';
+  mode: 'quick' | 'full';
+  started: string;
+  seconds: number;
+  node: string;
+  machine: { cpus: number; mem_gb: number };
+  options: SoakOptions;
+  bare: (Omit<BareRun, 'fanout'> & { fanout: FanoutResult }) | null;
+  gateway: Omit<GatewayRun, 'dial'> & { dial: Omit<GatewayRun['dial'], 'cdf'> & { cdf: Array<[number, number]> } };
+  idleCpuCores: number;
+  extrapolation: Extrapolation;
+  targets: Record<string, Target>;
+  samples: Sample[];
+}
+
+const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+export function extrapolate(mem: MemCost): Extrapolation {
+  const perWorkerRss = mean(mem.warm.rss.filter((r) => r > 0));
+  const perWorkerConns = mean(mem.warm.conns);
+  const fixed = Math.max(0, perWorkerRss - perWorkerConns * mem.bytesPerConn);
+  const n = 1_000_000;
+  const user = fixed + n * mem.bytesPerConn;
+  const kernel = n * mem.kernelBytesPerSocket;
+  return {
+    connections: n,
+    user_bytes: Math.round(user),
+    kernel_bytes: Math.round(kernel),
+    total_gb: +((user + kernel) / 1024 ** 3).toFixed(2),
+    method:
+      'linear: one worker\'s RSS without connections (mean worker RSS at the baseline minus its connections x bytes/conn) ' +
+      '+ 1e6 x measured RSS bytes/conn ((sum of held RSS - sum of baseline RSS) / connections added, min of 3 readings each) ' +
+      '+ 1e6 x kernel bytes/socket (delta of socket slab caches + sockstat TCP buffer pages / delta of TCP sockets in use; both ends live in this kernel). ' +
+      'Not measured at 1M: a process here may hold 20,000 fds.',
+  };
+}
+
+function ratio(a: number | undefined, b: number | undefined): number | null {
+  return a && b ? +(a / b).toFixed(3) : null;
+}
+
+export function buildReport(o: SoakOptions, started: Date, seconds: number, bare: BareRun | null, gw: GatewayRun, sampler: Sampler): SoakReport {
+  const lat = gw.dial.latency;
+  const fanRatio = ratio(gw.fanout.median?.msgsPerS, bare?.fanout.median?.msgsPerS);
+  const memRatio = ratio(gw.mem.bytesPerConn, bare?.mem.bytesPerConn);
+  const lost = gw.storm ? gw.storm.pushes.lost : null;
+  const targets: Record<string, Target> = {
+    failed_handshakes: { ok: gw.ramp.failed === 0, value: gw.ramp.failed, limit: `0 at ${o.rate}/s` },
+    fanout_vs_bare: { ok: fanRatio === null ? null : fanRatio >= 0.8, value: fanRatio, limit: '>= 0.8' },
+    dial_p99_ms: { ok: Number.isFinite(lat.p99) ? lat.p99 < 50 : false, value: Number.isFinite(lat.p99) ? lat.p99 : null, limit: '< 50' },
+    storm_lost_pushes: { ok: lost === null ? null : lost === 0 && gw.storm?.backMs !== null, value: lost, limit: '0, every device back' },
+    bytes_per_conn_vs_bare: { ok: memRatio === null ? null : memRatio <= 1.5, value: memRatio, limit: '<= 1.5' },
+  };
+  return {
+    bench: 'soak',
+    mode: o.quick ? 'quick' : 'full',
+    started: started.toISOString(),
+    seconds: +seconds.toFixed(1),
+    node: process.version,
+    machine: { cpus: os.availableParallelism(), mem_gb: +(os.totalmem() / 1024 ** 3).toFixed(1) },
+    options: o,
+    bare,
+    gateway: { ...gw, dial: { ...gw.dial, cdf: cdf(gw.dial.cdf, 300) } },
+    idleCpuCores: +sampler.meanServerCpu('gateway: hold').toFixed(3),
+    extrapolation: extrapolate(gw.mem),
+    targets,
+    samples: sampler.samples,
+  };
+}
+
+/** The final stdout line: headline figures only. */
+export function headline(r: SoakReport, html: string) {
+  const g = r.gateway;
+  const s = g.storm;
+  return {
+    bench: 'soak',
+    mode: r.mode,
+    conns: r.options.conns,
+    up: g.ramp.open,
+    workers: r.options.workers,
+    clients: g.clients,
+    tcp_pct: r.options.tcpPct,
+    tls: g.tls,
+    ramp_per_s: g.ramp.ratePerS,
+    failed_handshakes: g.ramp.failed,
+    hold_s: r.options.holdS,
+    hold_lost: g.holdLost,
+    bytes_per_conn: g.mem.bytesPerConn,
+    bare_bytes_per_conn: r.bare?.mem.bytesPerConn ?? null,
+    kernel_bytes_per_socket: g.mem.kernelBytesPerSocket,
+    client_bytes_per_conn: g.mem.clientBytesPerConn,
+    idle_cpu_cores: r.idleCpuCores,
+    dial_n: g.dial.latency.n,
+    dial_p50_ms: g.dial.latency.p50,
+    dial_p99_ms: g.dial.latency.p99,
+    dial_p999_ms: g.dial.latency.p999,
+    fanout_msgs_per_s: g.fanout.median?.msgsPerS ?? null,
+    fanout_t100_ms: g.fanout.median?.t100 ?? null,
+    bare_publish_msgs_per_s: r.bare?.fanout.median?.msgsPerS ?? null,
+    storm_back_ms: s?.backMs ?? null,
+    storm_sessions_lost: s?.lost ?? null,
+    storm_refused: s?.refused ?? null,
+    storm_overloaded: s?.overloaded ?? null,
+    storm_pushes_accepted: s?.pushes.accepted ?? null,
+    storm_pushes_lost: s?.pushes.lost ?? null,
+    mem_1m_conns_per_worker_gb: r.extrapolation.total_gb,
+    mem_1m_method: 'worker fixed RSS + 1e6 x RSS bytes/conn + 1e6 x kernel bytes/socket, all measured in this run (see report.extrapolation)',
+    targets: r.targets,
+    seconds: r.seconds,
+    report: html,
+  };
+}
