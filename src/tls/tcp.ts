@@ -18,6 +18,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
+import { TCP_PREFACE } from '../protocol/constants';
 import { MAX_SNIFF_BYTES, scanClientHello } from './client-hello';
 import type { PemPair } from './pem';
 import { keyId, keyName, sessionTimeoutS, type TicketKeySet } from './ticket-keys';
@@ -78,8 +79,8 @@ function onSniffData(this: Sniffing, chunk: Buffer): void {
   const front = this.moorFront;
   if (scan.kind === 'not-tls') {
     front.stats.plaintext++;
-    // Looks like HTTP (an uppercase ASCII letter): say why, then go (as the plain port does).
-    if (buf[0] >= 0x41 && buf[0] <= 0x5a) {
+    // Looks like HTTP (an uppercase ASCII letter, and not the moor/1 preface): say why, then go.
+    if (buf[0] >= 0x41 && buf[0] <= 0x5a && buf[0] !== TCP_PREFACE[0]) {
       this.end(HTTP_400);
       setTimeout(() => this.destroy(), LINGER_MS).unref();
     } else {
