@@ -15,6 +15,10 @@ export interface GatewayMetrics {
   pushDelivered(latencyMs: number): void;
   pushesAcked(n: number): void;
   error(code: number): void;
+  heartbeatAdvised(kind: number, ms: number): void;
+  heartbeatProbe(success: boolean): void;
+  heartbeatChange(change: 'step_up' | 'ceiling' | 'back_off'): void;
+  natTimeoutSuspected(kind: number): void;
 }
 
 export interface Forwarder {

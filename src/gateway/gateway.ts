@@ -13,6 +13,7 @@ import { deliverLocal, fanoutLocal } from './delivery';
 import type { GatewayDeps } from './deps';
 import { errorFrame } from './frames';
 import { handleHello, handleOpenFrame } from './handlers';
+import { GatewayHeartbeat } from './heartbeat';
 import { Hub } from './hub';
 import { Session, SessionState, type SessionStateValue, type Transport } from './session';
 import { TimingWheel } from './wheel';
@@ -25,6 +26,8 @@ export class Gateway implements MeshHandler {
   readonly directory = new Directory();
   readonly mesh: Mesh;
   readonly wheel: TimingWheel<Session>;
+  /** Smart heartbeat: advice per network class, learnt from how sessions end. */
+  readonly heartbeat: GatewayHeartbeat;
   /** Set by the WebSocket transport: publishes a frame to a topic's WS subscribers. */
   publish: (topic: string, frame: Uint8Array) => number = () => 0;
   draining = false;
@@ -40,16 +43,19 @@ export class Gateway implements MeshHandler {
     this.sidPrefix = `${config.node.id}.${workerIndex}.${Date.now().toString(36)}.`;
     this.mesh = new Mesh(workerIndex, workerCount, meshDir, this, log.child({ component: 'mesh' }));
     this.wheel = new TimingWheel<Session>(1000, 1024, (s, now) => this.expire(s, now));
+    this.heartbeat = new GatewayHeartbeat(this);
     this.presenceOut = Array.from({ length: workerCount }, () => []);
     this.presenceDone = Array.from({ length: workerCount }, () => []);
   }
 
   async start(): Promise<void> {
+    await this.heartbeat.start();
     this.wheel.start();
     await this.mesh.listen();
   }
 
   stop(): void {
+    this.heartbeat.stop();
     this.wheel.stop();
     this.mesh.close();
   }
@@ -116,6 +122,8 @@ export class Gateway implements MeshHandler {
       w();
     }
     if (s.deviceId && this.hub.remove(s)) this.presence(0, s);
+    // Idle closes and replaced sessions alike: how a session ended is heartbeat evidence.
+    if (s.hb !== 0) this.heartbeat.closed(s, Date.now());
     this.deps.metrics.connClosed(s.transport.kind);
   }
 
@@ -123,7 +131,9 @@ export class Gateway implements MeshHandler {
   frame(s: Session, type: number, flags: number, stream: number, payload: Buffer): void {
     if (s.state >= SessionState.CLOSING) return;
     this.deps.metrics.frameIn(type, headerSize(stream, payload.length) + payload.length);
-    s.lastSeen = Date.now();
+    const now = Date.now();
+    const quietMs = now - s.lastSeen;
+    s.lastSeen = now;
     if (!DEVICE_TO_GATEWAY.has(type)) {
       return this.fail(s, ErrorCode.PROTOCOL_ERROR, `${FRAME_TYPE_NAMES[type]} frames are not sent by devices`);
     }
@@ -146,7 +156,7 @@ export class Gateway implements MeshHandler {
         return;
       case SessionState.OPEN:
         if (type === FrameType.HELLO) return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'second HELLO');
-        handleOpenFrame(this, s, type, stream, payload);
+        handleOpenFrame(this, s, type, stream, payload, quietMs);
         return;
       default:
         return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'frame before the preface');

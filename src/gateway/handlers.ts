@@ -7,7 +7,7 @@ import { ErrorCode, FrameType } from '../protocol/constants';
 import { moor } from '../protocol/generated/moor';
 import { AuthError } from './auth';
 import { replay, syncPage } from './delivery';
-import { PONG_EMPTY, responseFrame, welcomeFrame } from './frames';
+import { responseFrame, welcomeFrame } from './frames';
 import type { Gateway } from './gateway';
 import { type Session, SessionState, TransportKind } from './session';
 
@@ -46,9 +46,13 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   if (s.state !== SessionState.AUTHENTICATING) return;
   if (gw.draining) return gw.fail(s, ErrorCode.OVERLOADED, 'the gateway is draining', 5_000 + Math.floor(Math.random() * 5_000));
   const now = Date.now();
-  s.heartbeatMs = deps.config.heartbeat.default_ms;
   s.netKind = hello.network?.kind ?? 0;
   s.carrier = hello.network?.carrier ?? '';
+  // HELLO.previous belongs to the network the previous session ran on: read its record
+  // before this session's replaces it. Only reconnecting devices pay for the read.
+  const prev = hello.previous?.intervalMs ? await deps.store.getDevice(s.deviceId).catch(() => null) : null;
+  if (s.state !== SessionState.AUTHENTICATING) return;
+  gw.heartbeat.hello(s, hello, prev, now);
   let heads: { headSeq: number; ackedSeq: number };
   try {
     // The device record is saved before WELCOME so the API can describe the device at once.
@@ -119,11 +123,12 @@ export function topicKey(topic: string): string {
   return `t:${topic}`;
 }
 
-export function handleOpenFrame(gw: Gateway, s: Session, type: number, stream: number, payload: Buffer): void {
+/** `quietMs`: how long the device was silent before this frame (heartbeat evidence). */
+export function handleOpenFrame(gw: Gateway, s: Session, type: number, stream: number, payload: Buffer, quietMs = 0): void {
   switch (type) {
     case FrameType.PING:
       if (payload.length !== 0) return gw.fail(s, ErrorCode.PROTOCOL_ERROR, 'PING carries no payload');
-      gw.send(s, FrameType.PONG, PONG_EMPTY);
+      gw.send(s, FrameType.PONG, gw.heartbeat.pong(s, quietMs));
       return;
     case FrameType.ACK: {
       let a: moor.v1.Ack;

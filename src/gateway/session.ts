@@ -51,6 +51,8 @@ export class Session implements WheelNode {
   state: SessionStateValue;
   deviceId = '';
   heartbeatMs = 0;
+  /** Heartbeat policy tag (network class, mode, quiet intervals survived); 0 = none. */
+  hb = 0;
   lastSeen: number;
   connectedAt: number;
   /** Highest durable seq sent to the device in this session (replay cursor). */

@@ -47,13 +47,13 @@ export class TableSync {
     };
   }
 
-  /** Stops the timers and saves once more. */
-  stop(): Promise<void> {
+  /** Stops the timers; with `save`, merges and saves once more. */
+  stop(save = true): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     if (this.soon) clearTimeout(this.soon);
     this.timer = this.soon = null;
     this.policy.onDecision = null;
-    return this.sync();
+    return save ? this.sync() : Promise.resolve();
   }
 
   /** One read-merge-write round; calls during a round coalesce into one more round. */

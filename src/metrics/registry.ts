@@ -5,6 +5,8 @@
  * scrape time (its own labelled inc hashes the label object on every call).
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { KIND_COUNT, KIND_LABELS } from '../heartbeat/kinds';
+import type { ClassChange } from '../heartbeat/policy';
 import { ERROR_CODE_NAMES, FRAME_TYPE_NAMES, MAX_FRAME_TYPE } from '../protocol/constants';
 
 export const METRICS_PREFIX = 'moor_';
@@ -36,6 +38,11 @@ const ERROR_LABELS: readonly string[] = Array.from({ length: ERROR_CODE_NAMES.le
 
 /** Seconds from a push's sent_at to its delivery; long tail for devices that sync later. */
 export const DELIVERY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600];
+
+/** Seconds of advised heartbeat intervals: foreground, the Mars range, cellular and Wi-Fi maxima. */
+export const HEARTBEAT_BUCKETS = [60, 120, 210, 270, 300, 420, 600, 900, 1200, 1500, 1680, 2100, 2700, 3600];
+export const PROBE_RESULTS = ['success', 'failure'] as const;
+export const CLASS_CHANGES: readonly ClassChange[] = ['step_up', 'ceiling', 'back_off'];
 
 /** One number per label value, in a Float64Array; the metric reads it at scrape time. */
 abstract class LabelVec<L extends string> {
@@ -133,6 +140,14 @@ export class Metrics {
   readonly inboxDepth: Gauge;
   /** Label = error name of protocol.md §4 (AUTH_FAILED, ...). */
   readonly errors: CounterVec;
+  /** Intervals advised (WELCOME and PONG advice), by network kind. */
+  readonly heartbeatIntervals: Histogram;
+  readonly heartbeatProbes: CounterVec<(typeof PROBE_RESULTS)[number]>;
+  readonly heartbeatChanges: CounterVec<ClassChange>;
+  /** Closes that look like a NAT timeout (PING overdue, no quiet interval got through), by kind. */
+  readonly natTimeouts: CounterVec;
+  /** One labels object per kind, so an observation allocates nothing. */
+  private readonly kindLabels = KIND_LABELS.map((kind) => ({ kind }));
 
   constructor(opts: MetricsOptions = {}) {
     const r = this.registry;
@@ -169,6 +184,16 @@ export class Metrics {
       registers,
     });
     this.errors = new CounterVec(r, `${p}errors_total`, 'ERROR frames sent, by error name', 'code', ERROR_LABELS);
+    this.heartbeatIntervals = new Histogram({
+      name: `${p}heartbeat_advised_seconds`,
+      help: 'Heartbeat intervals advised to devices (WELCOME and PONG advice), by network kind',
+      labelNames: ['kind'],
+      buckets: HEARTBEAT_BUCKETS,
+      registers,
+    });
+    this.heartbeatProbes = new CounterVec(r, `${p}heartbeat_probes_total`, 'Evidence at probe intervals, by result', 'result', PROBE_RESULTS);
+    this.heartbeatChanges = new CounterVec(r, `${p}heartbeat_class_changes_total`, 'Heartbeat class decisions, by kind of change', 'change', CLASS_CHANGES);
+    this.natTimeouts = new CounterVec(r, `${p}nat_timeouts_suspected_total`, 'Session closes that look like a NAT timeout, by network kind', 'kind', KIND_LABELS);
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: r, prefix: p });
   }
 
@@ -214,6 +239,23 @@ export class Metrics {
   /** A protocol error code (protocol.md §4) sent in an ERROR frame. */
   error(code: number): void {
     this.errors.incAt(code > 0 && code < ERROR_LABELS.length ? code : 0);
+  }
+
+  /** Off the per-frame path: at WELCOME, and on a PING only when the advice changed. */
+  heartbeatAdvised(kind: number, ms: number): void {
+    this.heartbeatIntervals.observe(this.kindLabels[kind < KIND_COUNT ? kind : 0], ms / 1000);
+  }
+
+  heartbeatProbe(success: boolean): void {
+    this.heartbeatProbes.values[success ? 0 : 1] += 1;
+  }
+
+  heartbeatChange(change: ClassChange): void {
+    this.heartbeatChanges.inc(change);
+  }
+
+  natTimeoutSuspected(kind: number): void {
+    this.natTimeouts.values[kind < KIND_COUNT ? kind : 0] += 1;
   }
 
   setInboxDepth(n: number): void {
