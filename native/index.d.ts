@@ -45,3 +45,9 @@ export declare const IN_SPILL: number
 export declare const OUT_HEADER: number
 
 export declare const OUT_STRIDE: number
+
+/**
+ * Tells the service manager `state`. False when $NOTIFY_SOCKET is unset or empty (not
+ * run by systemd with Type=notify) or the datagram could not be sent.
+ */
+export declare function sdNotify(state: string): boolean

@@ -3,6 +3,7 @@
 //! socket read (decoder_class.rs) or once per frame or batch (encode_fns.rs). They are written
 //! against raw Node-API because napi-rs's per-call argument machinery measured several
 //! times the cost of the calls themselves; napi-rs still registers the module.
+//! `sdNotify` (sd_notify.rs) tells systemd about readiness and health; it is no hot path.
 #![deny(clippy::all)]
 
 pub mod decoder;
@@ -10,6 +11,7 @@ mod decoder_class;
 mod encode_fns;
 pub mod encoder;
 mod raw;
+mod sd_notify;
 
 use napi::bindgen_prelude::*;
 use napi::sys;

@@ -16,7 +16,7 @@ export type NativeDecoderBinding = InstanceType<NativeCodec['FrameDecoder']>;
 let cached: NativeCodec | null | undefined;
 
 /** native/ seen from src/protocol (ts sources) or dist/src/protocol (compiled). */
-function nativeDir(): string | null {
+export function nativeDir(): string | null {
   for (const up of ['../..', '../../..']) {
     const dir = path.resolve(__dirname, up, 'native');
     if (fs.existsSync(path.join(dir, 'index.js'))) return dir;
