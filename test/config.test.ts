@@ -332,7 +332,8 @@ describe('helpers', () => {
     const b = defaults();
     b.api.keys = ['new'];
     b.limits.max_frame = 1024 * 1024;
+    b.heartbeat.grace_ms = 1000;
     b.ws.port = 9000;
-    assert.deepEqual(reloadPlan(a, b), { live: ['api.keys', 'limits.max_frame'], restart: ['ws.port'] });
+    assert.deepEqual(reloadPlan(a, b), { live: ['api.keys', 'heartbeat.grace_ms'], restart: ['ws.port', 'limits.max_frame'] });
   });
 });

@@ -1,6 +1,6 @@
 /** What every command shares: its I/O, loading the config, showing generated secrets. */
 import { ConfigError, formatIssues } from '../config/errors';
-import { loadConfig } from '../config/load';
+import { type LoadOptions, loadConfig } from '../config/load';
 import type { GeneratedSecrets } from '../config/secrets';
 import type { Config } from '../config/types';
 import { type ParsedArgs, str } from './args';
@@ -25,18 +25,23 @@ export const processIo: Io = {
 /** The config from --config, MOOR_* and --key=value, or undefined after printing every error. */
 export function loadOrReport(args: ParsedArgs, io: Io, command: string): Config | undefined {
   try {
-    return loadConfig({
-      file: str(args, 'config'),
-      args: args.configArgs,
-      env: io.env,
-      warn: (m) => io.err(`moor ${command}: warning: ${m}`),
-    });
+    return loadConfig(loadOptions(args, io, command));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     const n = err.errors.length;
     io.err(`moor ${command}: ${n} config error${n === 1 ? '' : 's'}:\n${formatIssues(err.errors)}`);
     return undefined;
   }
+}
+
+/** Where a command's config comes from: --config, its config flags, the environment. */
+export function loadOptions(args: ParsedArgs, io: Io, command: string): LoadOptions {
+  return {
+    file: str(args, 'config'),
+    args: args.configArgs,
+    env: io.env,
+    warn: (m) => io.err(`moor ${command}: warning: ${m}`),
+  };
 }
 
 /** Shown once, by whichever command generated them; afterwards they live only in the file. */

@@ -6,10 +6,11 @@ import cluster from 'node:cluster';
 import fs from 'node:fs';
 import path from 'node:path';
 import { suggestion } from '../config/errors';
+import { loadConfig } from '../config/load';
 import { type GeneratedSecrets, resolveSecrets } from '../config/secrets';
 import type { Config } from '../config/types';
 import { parseArgs } from './args';
-import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, type Io, loadOrReport, processIo } from './common';
+import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, type Io, loadOptions, loadOrReport, processIo } from './common';
 import { COMMAND_HELP, USAGE } from './help';
 import { pushCommand } from './push';
 import { tokenCommand } from './token';
@@ -81,7 +82,7 @@ async function checkConfigCommand(argv: readonly string[], io: Io): Promise<numb
   return EXIT_OK;
 }
 
-type RunPrimary = (config: Config, generated: GeneratedSecrets) => Promise<void>;
+type RunPrimary = (config: Config, generated: GeneratedSecrets, opts: { reload: () => Config }) => Promise<void>;
 
 async function serve(argv: readonly string[], io: Io): Promise<number> {
   // cluster.fork() re-runs this script unless the primary points workers elsewhere;
@@ -113,7 +114,10 @@ async function serve(argv: readonly string[], io: Io): Promise<number> {
     io.err('moor serve: this build has no gateway runtime (src/cluster/primary.ts is missing)');
     return EXIT_FAIL;
   }
-  await runPrimary(config, resolved.generated);
+  // SIGHUP re-reads the same file, flags and environment; errors are thrown for the primary to log.
+  const options = loadOptions(args, io, 'serve');
+  const reload = (): Config => resolveSecrets(loadConfig(options), options.warn).config;
+  await runPrimary(config, resolved.generated, { reload });
   return EXIT_OK;
 }
 

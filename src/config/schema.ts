@@ -122,7 +122,7 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
     doc: 'interval for an unknown network, and where every new network class starts',
   },
   'heartbeat.grace_ms': {
-    kind: 'int', min: 0, max: 600_000, default: 30_000,
+    kind: 'int', min: 0, max: 600_000, default: 30_000, live: true,
     doc: 'added to 2 x interval before an idle session is closed',
   },
   // Smart heartbeat (src/heartbeat/policy.ts, README "Smart heartbeat"). Every key below
@@ -197,8 +197,10 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
     kind: 'int', min: 1000, max: 3_600_000, default: 30_000,
     doc: "how often a worker merges its class table with the store's (shared by workers and nodes)",
   },
+  // max_frame and max_buffered are not live: uWS fixes a WebSocket listener's message
+  // ceiling and backpressure limit when it is created, and WELCOME must not promise more.
   'limits.max_frame': {
-    kind: 'int', min: 1024, max: MAX_MAX_FRAME, default: DEFAULT_MAX_FRAME, live: true,
+    kind: 'int', min: 1024, max: MAX_MAX_FRAME, default: DEFAULT_MAX_FRAME,
     doc: 'largest frame payload accepted, bytes (protocol max 16 MiB)',
   },
   'limits.handshake_timeout_ms': {
@@ -207,7 +209,7 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
   },
   'limits.sync_page': { kind: 'int', min: 1, max: 10_000, default: 100, live: true, doc: 'pushes replayed per page' },
   'limits.max_buffered': {
-    kind: 'int', min: 1024, max: 1024 * MiB, default: 262_144, live: true,
+    kind: 'int', min: 1024, max: 1024 * MiB, default: 262_144,
     doc: 'bytes a session may buffer before sends are dropped',
   },
   'drain.window_ms': {
@@ -216,7 +218,7 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
   },
   'drain.grace_ms': {
     kind: 'int', min: 0, max: 3_600_000, default: 5_000, live: true,
-    doc: 'time devices get to disconnect after GOAWAY before the rest are closed',
+    doc: 'after the drain window, time devices still connected get before they are closed',
   },
   'log.level': { kind: 'enum', values: LOG_LEVELS, default: 'info', live: true, doc: 'trace, debug, info, warn, error or fatal' },
 };
