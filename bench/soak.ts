@@ -20,11 +20,13 @@
  * is met, 1 when one is missed, 2 when the run itself failed.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { killAll, sleep } from './lib/procs';
 import { type Baseline, startBaseline } from './soak/baseline';
 import { fanout } from './soak/fanout';
 import { type SoakGateway, startGateway } from './soak/gateway';
+import { ForcedGc, gcEnv, InspectorUrls } from './soak/gc';
 import { type MemPoint, memCost, memPoint } from './soak/memory';
 import type { SoakClientSpec } from './soak/messages';
 import { HELP, parseOptions, type SoakOptions } from './soak/options';
@@ -37,11 +39,13 @@ import { int, mb, summarize } from './soak/stats';
 import { storm } from './soak/storm';
 import { selfSignedCert, speaksTls } from './soak/tls';
 
+type TlsFiles = { cert: string; key: string };
+
 const ROOT = path.resolve(__dirname, '..', '..');
 const JWT_SECRET = 'bench-soak-secret-0123456789abcdef';
 const API_KEY = 'bench-soak-api-key';
-/** Gateway clients use 127.0.0.2.., bare ones 127.0.0.BARE_HOST..: no ephemeral ports shared between phases. */
-const BARE_HOST = 100;
+/** Bare clients bind 30 addresses above the gateway's: no ephemeral ports shared between phases. */
+const BARE_HOST_OFFSET = 30;
 
 const status = new Status();
 const t0 = performance.now();
@@ -57,7 +61,7 @@ const sampler = new Sampler(t0, {
   serverPids: () => serverPids(),
   primaryPid: () => primaryPid,
   clientPids: () => pool?.pids() ?? [],
-});
+}, os.availableParallelism());
 
 function clientBase(o: SoakOptions, deadline: number): Omit<SoakClientSpec, 'id' | 'localAddress' | 'first' | 'count' | 'ratePerS' | 'mode' | 'wsPort' | 'wsPath' | 'tcpPort' | 'prefix' | 'apiPort'> {
   return {
@@ -88,26 +92,31 @@ async function rampPhase(o: SoakOptions, label: string, total: number, deadline:
   return { warm, ramp: r };
 }
 
-async function runBare(o: SoakOptions, deadline: number): Promise<BareRun> {
+async function runBare(o: SoakOptions, deadline: number, tlsFiles: TlsFiles | null): Promise<BareRun> {
   phase = 'bare: start';
-  const base: Baseline = await startBaseline(o.workers);
+  const base: Baseline = await startBaseline(o.workers, { gc: o.gc, tls: tlsFiles });
   serverPids = () => base.pids;
   primaryPid = 0;
-  status.log(`bare uWS.js baseline: ${o.workers} processes on 127.0.0.1:${base.port}, ${int(o.bareConns)} WebSocket connections`);
+  status.log(`bare uWS.js baseline: ${o.workers} processes on 127.0.0.1:${base.port}, ${int(o.bareConns)} WebSocket connections${tlsFiles ? ' over TLS' : ''}`);
+  let gc: ForcedGc | null = null;
   try {
     const specs = planSpecs(
-      { ...clientBase(o, deadline), mode: 'bare', wsPort: base.port, wsPath: '/ws', tcpPort: 0, tcpPct: 0, prefix: 'bare-', apiPort: 0 },
-      { total: o.bareConns, perClient: o.perClient, firstHost: BARE_HOST, ratePerS: o.rate },
+      { ...clientBase(o, deadline), mode: 'bare', tls: tlsFiles !== null, wsPort: base.port, wsPath: '/ws', tcpPort: 0, tcpPct: 0, prefix: 'bare-', apiPort: 0 },
+      { total: o.bareConns, perClient: o.perClient, firstHost: o.firstHost + BARE_HOST_OFFSET, ratePerS: o.rate },
     );
     pool = await ClientPool.start(specs);
     phase = 'bare: ramp';
-    const reading = (): Promise<MemPoint> => memPoint(base.pids, base.conns, 3, 500);
+    gc = await base.attachGc();
+    const forced = gc;
+    status.log(`bare uWS: ${gc.note}`);
+    const reading = (): Promise<MemPoint> => memPoint(base.pids, base.conns, 3, 500, () => forced.collect());
     const { warm, ramp: r } = await rampPhase(o, 'bare uWS', o.bareConns, deadline, reading);
     phase = 'bare: hold';
     await sleep(3000);
     const held = await reading();
+    gc.close();
     const mem = memCost(warm, held, pool);
-    status.log(`bare uWS: ${int(mem.bytesPerConn)} B of RSS per connection; clients ${int(mem.clientBytesPerConn)} B per connection`);
+    status.log(`bare uWS: ${int(mem.bytesPerConn)} B of RSS per connection (anonymous ${int(mem.anonBytesPerConn)}); clients ${int(mem.clientBytesPerConn)} B per connection`);
     phase = 'bare: fan-out';
     const fan = await fanout(pool, status, 'bare uWS', 1, o.fanoutRounds, 15_000, async (round) => {
       const calls = await base.publish(`f${round}`);
@@ -115,8 +124,9 @@ async function runBare(o: SoakOptions, deadline: number): Promise<BareRun> {
       const us = Math.max(...calls.map((c) => c.us));
       return { subscribers: n, publish_call_us: calls.map((c) => Math.round(c.us)), publish_call_msgs_per_s: Math.round((n * 1e6) / Math.max(1, us)) };
     });
-    return { ramp: r, mem, fanout: fan, processes: o.workers };
+    return { ramp: r, mem, fanout: fan, processes: o.workers, gc: forced.note, tls: tlsFiles !== null };
   } finally {
+    gc?.close();
     phase = 'bare: stop';
     await pool?.stop();
     pool = null;
@@ -124,14 +134,15 @@ async function runBare(o: SoakOptions, deadline: number): Promise<BareRun> {
   }
 }
 
-async function startTheGateway(o: SoakOptions): Promise<{ gw: SoakGateway; tls: string }> {
-  const args = { workers: o.workers, jwtSecret: JWT_SECRET, apiKey: API_KEY, args: o.gwArgs };
-  if (!o.tls) return { gw: await startGateway({ ...args, tls: null }), tls: 'off' };
-  const gw = await startGateway({ ...args, tls: selfSignedCert() });
+async function startTheGateway(o: SoakOptions, tlsFiles: TlsFiles | null, urls: InspectorUrls): Promise<{ gw: SoakGateway; tls: string }> {
+  const args = { workers: o.workers, jwtSecret: JWT_SECRET, apiKey: API_KEY, args: o.gwArgs, onStderr: (l: string) => urls.line(l) };
+  const start = async (tls: TlsFiles | null): Promise<SoakGateway> => startGateway({ ...args, tls, env: o.gc ? await gcEnv(1) : {} });
+  if (!tlsFiles) return { gw: await start(null), tls: 'off' };
+  const gw = await start(tlsFiles);
   if (await speaksTls('127.0.0.1', gw.wsPort)) return { gw, tls: 'on' };
   status.log('--tls SKIPPED: the gateway was given tls.cert/tls.key but its WebSocket port does not complete a TLS handshake (TLS listeners are not implemented yet); running in plain text');
   await gw.stop();
-  return { gw: await startGateway({ ...args, tls: null }), tls: 'skipped: the gateway does not speak TLS yet' };
+  return { gw: await start(null), tls: 'skipped: the gateway does not speak TLS yet' };
 }
 
 async function post(apiPort: number, body: object): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -144,9 +155,11 @@ async function post(apiPort: number, body: object): Promise<{ status: number; bo
   return { status: res.status, body: parsed };
 }
 
-async function runGateway(o: SoakOptions, deadline: number): Promise<GatewayRun> {
+async function runGateway(o: SoakOptions, deadline: number, tlsFiles: TlsFiles | null): Promise<GatewayRun> {
   phase = 'gateway: start';
-  const { gw, tls } = await startTheGateway(o);
+  const urls = new InspectorUrls();
+  const { gw, tls } = await startTheGateway(o, tlsFiles, urls);
+  let gc: ForcedGc | null = null;
   const pidsByIndex = (): number[] => Array.from({ length: o.workers }, (_, w) => gw.workers.get(w) ?? 0);
   serverPids = pidsByIndex;
   primaryPid = gw.primaryPid;
@@ -155,13 +168,16 @@ async function runGateway(o: SoakOptions, deadline: number): Promise<GatewayRun>
     await sleep(2000);
     const specs = planSpecs(
       { ...clientBase(o, deadline), mode: 'moor', tls: tls === 'on', wsPort: gw.wsPort, wsPath: gw.wsPath, tcpPort: gw.tcpPort, prefix: 'soak-', apiPort: gw.apiPort },
-      { total: o.conns, perClient: o.perClient, firstHost: 2, ratePerS: o.rate },
+      { total: o.conns, perClient: o.perClient, firstHost: o.firstHost, ratePerS: o.rate },
     );
     pool = await ClientPool.start(specs);
     status.log(`clients: ${specs.length} processes on ${specs.map((s) => s.localAddress).join(', ')}, <= ${int(Math.max(...specs.map((s) => s.count)))} connections each`);
     const p = pool;
     phase = 'gateway: ramp';
-    const reading = (n: number, every: number) => (): Promise<MemPoint> => memPoint(pidsByIndex(), () => p.perWorker(), n, every);
+    gc = o.gc ? await ForcedGc.attach(pidsByIndex().map((pid) => ({ pid, urls }))) : ForcedGc.none('no forced GC (--no-gc)');
+    const forced = gc;
+    status.log(`gateway: ${gc.note}`);
+    const reading = (n: number, every: number) => (): Promise<MemPoint> => memPoint(pidsByIndex(), () => p.perWorker(), n, every, () => forced.collect());
     const { warm, ramp: r } = await rampPhase(o, 'gateway', o.conns, deadline, reading(3, 500));
 
     phase = 'gateway: hold';
@@ -178,8 +194,9 @@ async function runGateway(o: SoakOptions, deadline: number): Promise<GatewayRun>
     }
     p.send({ t: 'dial', perS: 0 });
     const held = await reading(3, 1000)();
+    gc.close();
     const mem = memCost(warm, held, p);
-    status.log(`gateway: ${int(mem.bytesPerConn)} B of RSS per connection (per worker ${mem.bytesPerConnEach.map(int).join(', ')}); kernel ${int(mem.kernelBytesPerSocket)} B per socket; clients ${int(mem.clientBytesPerConn)} B per connection`);
+    status.log(`gateway: ${int(mem.bytesPerConn)} B of RSS per connection (anonymous ${int(mem.anonBytesPerConn)}; per worker ${mem.bytesPerConnEach.map(int).join(', ')}); kernel ${int(mem.kernelBytesPerSocket)} B per socket; clients ${int(mem.clientBytesPerConn)} B per connection`);
     await sleep(1000);
     const dials = (await p.ask({ t: 'dial-report' }, 'dial-report', 10_000)).map((a) => a.r);
     const dial = {
@@ -209,8 +226,9 @@ async function runGateway(o: SoakOptions, deadline: number): Promise<GatewayRun>
     }
     phase = 'gateway: end';
     sampler.sample();
-    return { ramp: r, mem, holdLost, dial, fanout: fan, storm: stormReport, tls, reasons: p.reasons(), problems: gw.problems, problemCount: gw.problemCount, clients: specs.length };
+    return { ramp: r, mem, holdLost, dial, fanout: fan, storm: stormReport, tls, gc: forced.note, reasons: p.reasons(), problems: gw.problems, problemCount: gw.problemCount, clients: specs.length };
   } finally {
+    gc?.close();
     phase = 'gateway: stop';
     await pool?.stop();
     pool = null;
@@ -235,8 +253,9 @@ async function main(): Promise<number> {
   const started = new Date();
   status.log(`${o.quick ? 'quick' : 'full'} run: ${int(o.conns)} connections, ${o.workers} workers, hold ${o.holdS} s, bound ${o.timeoutS} s; reports in ${path.relative(process.cwd(), o.outDir) || '.'}`);
   sampler.start(o.sampleS * 1000);
-  const bare = o.bareConns > 0 ? await runBare(o, deadline) : null;
-  const gateway = await runGateway(o, deadline);
+  const tlsFiles = o.tls ? selfSignedCert() : null;
+  const bare = o.bareConns > 0 ? await runBare(o, deadline, tlsFiles) : null;
+  const gateway = await runGateway(o, deadline, tlsFiles);
   sampler.stop();
   const report = buildReport(o, started, (performance.now() - t0) / 1000, bare, gateway, sampler);
   const stem = path.join(o.outDir, `soak-${started.toISOString().replace(/[:.]/g, '-')}`);
@@ -244,6 +263,7 @@ async function main(): Promise<number> {
   writeFileSync(`${stem}.html`, renderHtml(report));
   const line = headline(report, `${stem}.html`);
   for (const [k, v] of Object.entries(line.targets)) status.log(`target ${k}: ${v.ok ? 'met' : 'MISSED'} (${v.value} vs ${v.limit})`);
+  if (report.othersCpuCores > 0.2) status.log(`warning: other processes used ${report.othersCpuCores} cores on average during the run: timings and kernel figures include their load`);
   status.log(`reports: ${stem}.json, ${stem}.html`);
   process.stdout.write(`${JSON.stringify(line)}\n`);
   return Object.values(line.targets).every((t) => t.ok) ? 0 : 1;

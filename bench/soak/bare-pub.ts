@@ -6,7 +6,8 @@
  * does (design.md: publish inside a handler is 14x slower). Several of these listen
  * on one port (uWS sets SO_REUSEPORT), like the gateway's workers.
  *
- * `node dist/bench/soak/bare-pub.js HOST PORT` (PORT 0 = any): prints {"port","pid"}
+ * `node dist/bench/soak/bare-pub.js HOST PORT [CERT KEY]` (PORT 0 = any; with CERT and
+ * KEY it speaks TLS through uWS SSLApp, low-memory mode as the gateway): prints {"port","pid"}
  * once listening, then answers stdin lines with one JSON line each:
  *   stats      -> {"t":"stats","conns":N}
  *   pub TEXT   -> {"t":"pub","n":subscribers,"us":microseconds the publish call took}
@@ -23,8 +24,9 @@ const TOPIC = 'all';
 function main(): void {
   const host = process.argv[2] ?? '127.0.0.1';
   const port = Number(process.argv[3] ?? 0);
+  const [cert, key] = process.argv.slice(4);
   let conns = 0;
-  const app = uws.App();
+  const app = cert && key ? uws.SSLApp({ cert_file_name: cert, key_file_name: key, ssl_prefer_low_memory_usage: true }) : uws.App();
   app.ws('/*', {
     compression: uws.DISABLED,
     maxPayloadLength: MAX_PAYLOAD,

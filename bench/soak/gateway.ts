@@ -47,6 +47,10 @@ export interface GatewayOptions {
   tls: { cert: string; key: string } | null;
   /** Extra `moor serve` flags (from --gw.KEY=VALUE). */
   args: string[];
+  /** Extra environment (e.g. gc.ts's NODE_OPTIONS). */
+  env?: NodeJS.ProcessEnv;
+  /** Every stderr line (e.g. for gc.ts's InspectorUrls). */
+  onStderr?: (line: string) => void;
 }
 
 export function freePort(): Promise<number> {
@@ -99,7 +103,7 @@ export async function startGateway(o: GatewayOptions, timeoutMs = 60_000): Promi
       ...(o.tls ? [`--tls.cert=${o.tls.cert}`, `--tls.key=${o.tls.key}`] : []),
       ...o.args,
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, ...o.env } },
   );
   own(child, { group: true });
   const workers = new Map<number, number>();
@@ -125,7 +129,8 @@ export async function startGateway(o: GatewayOptions, timeoutMs = 60_000): Promi
     }
   });
   lines(child.stderr as NodeJS.ReadableStream, (line) => {
-    if (stderr.length < 20_000) stderr += `${line}\n`;
+    o.onStderr?.(line);
+    if (stderr.length < 20_000 && !line.startsWith('Debugger') && !line.startsWith('For help')) stderr += `${line}\n`;
   });
   let exited = false;
   const onExit = new Promise<never>((_, reject) =>

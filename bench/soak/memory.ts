@@ -12,6 +12,8 @@ import { type KernelFigures, readKernel, readRssBytes } from './sampler';
 export interface MemPoint {
   /** RSS per server process (gateway workers by index, or bare uWS processes), bytes. */
   rss: number[];
+  /** Its anonymous part (heap, stacks; not file pages such as the store's memory map). */
+  anon: number[];
   /** Connections per server process at the time. */
   conns: number[];
   kernel: KernelFigures;
@@ -22,6 +24,8 @@ export interface MemCost {
   held: MemPoint;
   /** (Σ held RSS − Σ warm RSS) / (held conns − warm conns). */
   bytesPerConn: number;
+  /** The same for anonymous memory only (RSS less file-backed pages, e.g. the lmdb map). */
+  anonBytesPerConn: number;
   /** Per server process, the same ratio. */
   bytesPerConnEach: number[];
   /** Δ(socket slab caches + sockstat TCP buffer memory) / Δ(TCP sockets in use). */
@@ -33,14 +37,16 @@ export interface MemCost {
   clientCpuMsPerConn: number;
 }
 
-/** Minimum RSS of each pid over `n` readings `everyMs` apart (0 for a pid that is gone). */
-export async function minRssOf(pids: number[], n: number, everyMs: number): Promise<number[]> {
-  return Promise.all(pids.map((pid) => minRss(pid, n, everyMs).then((r) => r.min.rss, () => readRssBytes(pid))));
+/** The reading with the least RSS of each pid over `n` readings `everyMs` apart (zeros for a pid that is gone). */
+export async function minRssOf(pids: number[], n: number, everyMs: number): Promise<Array<{ rss: number; anon: number }>> {
+  return Promise.all(pids.map((pid) => minRss(pid, n, everyMs).then((r) => r.min, () => ({ rss: 0, anon: 0 }))));
 }
 
-export async function memPoint(pids: number[], conns: () => Promise<number[]> | number[], n: number, everyMs: number): Promise<MemPoint> {
-  const rss = await minRssOf(pids, n, everyMs);
-  return { rss, conns: await conns(), kernel: readKernel() };
+/** `collect`: forces a GC in the servers first (gc.ts). */
+export async function memPoint(pids: number[], conns: () => Promise<number[]> | number[], n: number, everyMs: number, collect: () => Promise<void>): Promise<MemPoint> {
+  await collect();
+  const r = await minRssOf(pids, n, everyMs);
+  return { rss: r.map((x) => x.rss), anon: r.map((x) => x.anon), conns: await conns(), kernel: readKernel() };
 }
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + (b || 0), 0);
@@ -64,6 +70,7 @@ export function memCost(warm: MemPoint, held: MemPoint, pool: ClientPool): MemCo
     warm,
     held,
     bytesPerConn: dConns > 0 ? Math.round((sum(held.rss) - sum(warm.rss)) / dConns) : 0,
+    anonBytesPerConn: dConns > 0 ? Math.round((sum(held.anon) - sum(warm.anon)) / dConns) : 0,
     bytesPerConnEach: held.rss.map((r, i) => {
       const d = (held.conns[i] ?? 0) - (warm.conns[i] ?? 0);
       return d > 0 ? Math.round((r - (warm.rss[i] ?? 0)) / d) : 0;

@@ -97,6 +97,8 @@ export interface StormResult {
   duplicates: number;
   /** Examples of lost pushes: device id and seq. */
   lostExamples: Array<{ device: string; seq: number }>;
+  /** Examples of pushes only a SYNC brought: device, seq, worker holding it, ms from POST to 202. */
+  syncExamples: Array<{ device: string; seq: number; worker: number; sentAtS: number }>;
   /** ms, POST sent -> PUSH received, for accepted pushes. */
   latencies: number[];
 }

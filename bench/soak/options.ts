@@ -9,6 +9,8 @@ export interface SoakOptions {
   rate: number;
   inflight: number;
   perClient: number;
+  /** Gateway clients bind 127.0.0.<firstHost>, <firstHost + 1>, ...; bare ones 30 further. */
+  firstHost: number;
   warm: number;
   holdS: number;
   sampleS: number;
@@ -18,6 +20,8 @@ export interface SoakOptions {
   stormTimeoutS: number;
   bareConns: number;
   storm: boolean;
+  /** Force a GC in the servers (inspector) before each memory reading. */
+  gc: boolean;
   outDir: string;
   timeoutS: number;
   quick: boolean;
@@ -34,7 +38,7 @@ export const HELP = `usage: npm run bench -- soak [--quick] [flags]
 
 Soak test before a rollout: starts the gateway (moor serve, N workers) and, as the
 baseline, bare uWS.js servers; ramps connections from lean client processes spread
-over source addresses 127.0.0.2, 127.0.0.3, ...; holds them heartbeating while it
+over source addresses 127.0.0.41, 127.0.0.42, ...; holds them heartbeating while it
 samples memory and CPU and runs a dial test; times a broadcast fan-out against bare
 uWS.js publish; kills -9 one worker (reconnect storm) while tracking durable pushes.
 Writes bench/out/soak-<time>.json and .html (charts), prints one JSON line.
@@ -50,6 +54,8 @@ Writes bench/out/soak-<time>.json and .html (charts), prints one JSON line.
   --rate=R            ramp rate, new connections per second in all (default 2000)
   --inflight=K        handshakes in flight per client process (default 256)
   --per-client=M      connections per client process, at most ${MAX_PER_CLIENT} (default 15000)
+  --first-host=H      client processes bind 127.0.0.H, H+1, ... (bare baseline: H+30, ...);
+                      default 41, clear of bench idle's 127.0.0.2.. on a shared machine
   --warm=W            connections before the baseline memory reading (default min(1000, 5%))
   --hold-s=T          hold time, heartbeating at the advised interval, dial test running
                       (default 300)
@@ -59,6 +65,8 @@ Writes bench/out/soak-<time>.json and .html (charts), prints one JSON line.
   --storm-per-s=P     durable pushes per second during the storm (default 200)
   --storm-timeout-s=S how long the killed worker's devices get to come back (default 120)
   --no-storm          skip the reconnect storm
+  --no-gc             do not force a GC in the servers (through their inspector) before
+                      the memory readings; RSS then includes garbage not yet collected
   --bare-conns=B      connections for the bare uWS.js baseline (default = --conns; 0 skips it)
   --out-dir=DIR       where the reports go (default bench/out)
   --timeout-s=S       hard bound on the whole run (default: from the phases)
@@ -77,6 +85,7 @@ const INTS: Record<string, keyof SoakOptions> = {
   rate: 'rate',
   inflight: 'inflight',
   'per-client': 'perClient',
+  'first-host': 'firstHost',
   warm: 'warm',
   'hold-s': 'holdS',
   'sample-s': 'sampleS',
@@ -97,6 +106,7 @@ export function parseOptions(argv: string[], root: string): SoakOptions | 'help'
     rate: 2000,
     inflight: 256,
     perClient: 15_000,
+    firstHost: 41,
     warm: -1,
     holdS: 300,
     sampleS: 5,
@@ -106,6 +116,7 @@ export function parseOptions(argv: string[], root: string): SoakOptions | 'help'
     stormTimeoutS: 120,
     bareConns: -1,
     storm: true,
+    gc: true,
     outDir: path.join(root, 'bench', 'out'),
     timeoutS: 0,
     quick: false,
@@ -127,6 +138,7 @@ export function parseOptions(argv: string[], root: string): SoakOptions | 'help'
     if (k === 'quick' && v === undefined) continue;
     if (k === 'tls' && v === undefined) o.tls = true;
     else if (k === 'no-storm' && v === undefined) o.storm = false;
+    else if (k === 'no-gc' && v === undefined) o.gc = false;
     else if (k === 'out-dir' && v) o.outDir = path.resolve(v);
     else if (k in INTS && v !== undefined && /^\d+$/.test(v)) (o[INTS[k]] as number) = Number(v);
     else throw new Error(`bad argument ${a} (see --help)`);
@@ -140,6 +152,8 @@ export function parseOptions(argv: string[], root: string): SoakOptions | 'help'
     throw new Error(`--workers=${o.workers} puts ${Math.round(o.conns / o.workers)} connections on each worker; a process may hold 20,000 fds: use --workers=${Math.ceil(o.conns / PER_WORKER)} or more`);
   }
   if (o.bareConns / o.workers > PER_WORKER + 1000) throw new Error(`--bare-conns=${o.bareConns} over ${o.workers} bare uWS processes is more than ~${PER_WORKER} each`);
+  const procs = Math.ceil(Math.max(o.conns, o.bareConns) / o.perClient);
+  if (o.firstHost < 2 || o.firstHost + 30 + procs > 255 || procs > 30) throw new Error(`--first-host=${o.firstHost}: ${procs} client processes need 127.0.0.H..H+${procs - 1} and H+30..H+${29 + procs}, all below 255`);
   if (o.tcpPct > 100) throw new Error('--tcp-pct is a percentage');
   if (o.rate < 1 || o.sampleS < 1 || o.fanoutRounds < 1) throw new Error('--rate, --sample-s and --fanout-rounds must be at least 1');
   if (o.warm >= o.conns) o.warm = 0;

@@ -197,6 +197,7 @@ export class Pushers {
     const deadline = performance.now() + waitMs;
     while (performance.now() < deadline && (this.stormInflight > 0 || this.missing().length > 0)) await sleep(100);
     const missing = this.missing();
+    const syncExamples = missing.slice(0, 5).map((k) => ({ device: this.dev.deviceId(this.sDev[k]), seq: this.sSeq[k], worker: this.dev.workerOf(this.sDev[k]), sentAtS: +((performance.timeOrigin + this.sSentAt[k]) / 1000).toFixed(3) }));
     if (missing.length > 0) {
       this.syncing = true;
       const after = new Map<number, number>();
@@ -227,6 +228,7 @@ export class Pushers {
       lost: lost.length,
       duplicates: this.duplicates,
       lostExamples: lost.slice(0, 5).map((k) => ({ device: this.dev.deviceId(this.sDev[k]), seq: this.sSeq[k] })),
+      syncExamples,
       latencies,
     };
   }

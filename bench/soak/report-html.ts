@@ -28,7 +28,7 @@ interface ChartOptions {
   markers?: Array<{ x: number; label: string }>;
 }
 
-const W = 720;
+const W = 680;
 const H = 320;
 const M = { l: 70, r: 20, t: 34, b: 70 };
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22'];
@@ -133,7 +133,8 @@ function phaseMarkers(samples: Sample[]): Array<{ x: number; label: string }> {
 }
 
 function overTime(r: SoakReport): string {
-  const S = r.samples;
+  // Samples taken while the processes were being stopped only draw a cliff.
+  const S = r.samples.filter((s) => !s.phase.endsWith('stop'));
   const markers = phaseMarkers(S);
   const gw = S.filter((s) => s.phase.startsWith('gateway'));
   const workers = Math.max(0, ...gw.map((s) => s.serverRss.length));
@@ -178,6 +179,7 @@ function overTime(r: SoakReport): string {
     series: [
       { name: 'servers', color: COLORS[0], points: S.map((s) => [s.t, s.serverCpu]) },
       { name: 'client processes', color: COLORS[3], points: S.map((s) => [s.t, s.clientCpu]) },
+      { name: 'whole machine', color: COLORS[8], points: S.map((s) => [s.t, s.machineCpu]), dash: true },
     ],
   });
   return conns + rss + mem + cpu;
@@ -216,17 +218,19 @@ function tables(r: SoakReport): string {
     row('workers, client processes', `${r.options.workers}, ${g.clients}`),
     row('ramp', `${g.ramp.ratePerS}/s (peak ${g.ramp.peakPerS}/s) at --rate=${r.options.rate}; ${g.ramp.failed} failed handshakes ${JSON.stringify(g.ramp.reasons)}`),
     row('sessions lost during the hold', g.holdLost),
-    row('gateway RSS bytes per connection', `${g.mem.bytesPerConn} (per worker: ${g.mem.bytesPerConnEach.join(', ')})`),
-    row('bare uWS.js RSS bytes per connection', r.bare?.mem.bytesPerConn),
+    row('gateway RSS bytes per connection', `${g.mem.bytesPerConn} (anonymous ${g.mem.anonBytesPerConn}; per worker: ${g.mem.bytesPerConnEach.join(', ')})`),
+    row('bare uWS.js RSS bytes per connection', r.bare ? `${r.bare.mem.bytesPerConn} (anonymous ${r.bare.mem.anonBytesPerConn})` : null),
     row('kernel bytes per TCP socket', g.mem.kernelBytesPerSocket),
     row('client process bytes / CPU ms per connection', `${g.mem.clientBytesPerConn} B, ${g.mem.clientCpuMsPerConn} ms`),
     row('server CPU while holding (cores)', r.idleCpuCores),
+    row('other processes on the machine (mean cores)', `${r.othersCpuCores}${r.othersCpuCores > 0.2 ? ' — the machine was shared: timings and kernel figures include others\' load' : ''}`),
     row('dial latency ms (p50 / p99 / p999 / max)', `${g.dial.latency.p50} / ${g.dial.latency.p99} / ${g.dial.latency.p999} / ${g.dial.latency.max}; API 202 p50 ${g.dial.api.p50} ms; errors ${JSON.stringify(g.dial.errors)}; not received ${g.dial.missing}`),
     row('fan-out gateway msgs/s (t100 ms)', g.fanout.median ? `${g.fanout.median.msgsPerS} (${g.fanout.median.t100} ms for ${g.fanout.median.received}/${g.fanout.median.expected})` : null),
     row('fan-out bare uWS.js msgs/s (t100 ms)', r.bare?.fanout.median ? `${r.bare.fanout.median.msgsPerS} (${r.bare.fanout.median.t100} ms)` : null),
     row('storm: worker killed, sessions lost', s ? `worker ${s.victim} (pid ${s.victimPid}), ${s.lost} sessions` : null),
     row('storm: restart / every device back (ms)', s ? `${s.restartMs ?? 'not seen'} / ${s.backMs ?? 'NOT ALL BACK'}` : null),
     row('storm: refused / overloaded / failed reconnects', s ? `${s.refused} / ${s.overloaded} / ${s.failedHandshakes}` : null),
+    row('storm: pushes only a SYNC brought (examples)', s?.pushes.syncExamples.length ? s.pushes.syncExamples : null),
     row('storm: durable pushes', s ? `${s.pushes.sent} sent, ${s.pushes.accepted} answered 202, ${s.pushes.received} received, ${s.pushes.bySync} by SYNC only, ${s.pushes.lost} lost, non-202 ${JSON.stringify(s.pushes.refused)}` : null),
     row('memory at 1M connections per worker', `${r.extrapolation.total_gb} GB (user ${(r.extrapolation.user_bytes / 1024 ** 3).toFixed(2)} GB + kernel ${(r.extrapolation.kernel_bytes / 1024 ** 3).toFixed(2)} GB)`),
     row('extrapolation method', r.extrapolation.method),

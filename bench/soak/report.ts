@@ -13,6 +13,9 @@ import type { StormReport } from './storm';
 
 export interface BareRun {
   processes: number;
+  tls: boolean;
+  /** How the memory readings were taken (forced GC or not). */
+  gc: string;
   ramp: RampResult;
   mem: MemCost;
   fanout: FanoutResult;
@@ -20,6 +23,7 @@ export interface BareRun {
 
 export interface GatewayRun {
   tls: string;
+  gc: string;
   clients: number;
   ramp: RampResult;
   mem: MemCost;
@@ -59,6 +63,8 @@ export interface SoakReport {
   bare: (Omit<BareRun, 'fanout'> & { fanout: FanoutResult }) | null;
   gateway: Omit<GatewayRun, 'dial'> & { dial: Omit<GatewayRun['dial'], 'cdf'> & { cdf: Array<[number, number]> } };
   idleCpuCores: number;
+  /** Mean cores used by other processes on the machine during the run (a shared machine skews every figure). */
+  othersCpuCores: number;
   extrapolation: Extrapolation;
   targets: Record<string, Target>;
   samples: Sample[];
@@ -112,7 +118,8 @@ export function buildReport(o: SoakOptions, started: Date, seconds: number, bare
     options: o,
     bare,
     gateway: { ...gw, dial: { ...gw.dial, cdf: cdf(gw.dial.cdf, 300) } },
-    idleCpuCores: +sampler.meanServerCpu('gateway: hold').toFixed(3),
+    idleCpuCores: +sampler.mean('gateway: hold', (s) => s.serverCpu).toFixed(3),
+    othersCpuCores: +sampler.othersCpu().toFixed(3),
     extrapolation: extrapolate(gw.mem),
     targets,
     samples: sampler.samples,
@@ -137,10 +144,12 @@ export function headline(r: SoakReport, html: string) {
     hold_s: r.options.holdS,
     hold_lost: g.holdLost,
     bytes_per_conn: g.mem.bytesPerConn,
+    anon_bytes_per_conn: g.mem.anonBytesPerConn,
     bare_bytes_per_conn: r.bare?.mem.bytesPerConn ?? null,
     kernel_bytes_per_socket: g.mem.kernelBytesPerSocket,
     client_bytes_per_conn: g.mem.clientBytesPerConn,
     idle_cpu_cores: r.idleCpuCores,
+    others_cpu_cores: r.othersCpuCores,
     dial_n: g.dial.latency.n,
     dial_p50_ms: g.dial.latency.p50,
     dial_p99_ms: g.dial.latency.p99,
@@ -154,6 +163,7 @@ export function headline(r: SoakReport, html: string) {
     storm_overloaded: s?.overloaded ?? null,
     storm_pushes_accepted: s?.pushes.accepted ?? null,
     storm_pushes_lost: s?.pushes.lost ?? null,
+    storm_pushes_by_sync_only: s?.pushes.bySync ?? null,
     mem_1m_conns_per_worker_gb: r.extrapolation.total_gb,
     mem_1m_method: 'worker fixed RSS + 1e6 x RSS bytes/conn + 1e6 x kernel bytes/socket, all measured in this run (see report.extrapolation)',
     targets: r.targets,

@@ -38,7 +38,29 @@ export interface Sample {
   serverCpu: number;
   clientRss: number;
   clientCpu: number;
+  /** Cores busy machine-wide (/proc/stat): more than servers + clients means someone else is using the machine. */
+  machineCpu: number;
+  load1: number;
   kernel: KernelFigures;
+}
+
+/** [busy, total] jiffies of all CPUs (/proc/stat). */
+function machineJiffies(): [number, number] {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return [total - f[3] - f[4], total];
+  } catch {
+    return [0, 0];
+  }
+}
+
+function load1(): number {
+  try {
+    return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+  } catch {
+    return 0;
+  }
 }
 
 export function readRssBytes(pid: number): number {
@@ -102,11 +124,23 @@ export class Sampler {
   private timer: NodeJS.Timeout | null = null;
   private last = new Map<number, number>();
   private lastT = 0;
+  private lastMachine: [number, number] = machineJiffies();
+  private readonly cpus: number;
 
   constructor(
     private readonly t0: number,
     private readonly src: SampleSources,
-  ) {}
+    cpus: number,
+  ) {
+    this.cpus = cpus;
+  }
+
+  private machine(): number {
+    const now = machineJiffies();
+    const [b0, t0] = this.lastMachine;
+    this.lastMachine = now;
+    return now[1] > t0 ? ((now[0] - b0) / (now[1] - t0)) * this.cpus : 0;
+  }
 
   /** Cores used by `pids` since the last call (per pid bookkeeping). */
   private cores(pids: number[], dtMs: number): number {
@@ -137,6 +171,8 @@ export class Sampler {
       serverCpu: +this.cores(primary ? [...servers, primary] : servers, dt).toFixed(3),
       clientRss: clients.reduce((n, pid) => n + readRssBytes(pid), 0),
       clientCpu: +this.cores(clients, dt).toFixed(3),
+      machineCpu: +this.machine().toFixed(3),
+      load1: load1(),
       kernel: readKernel(),
     };
     this.samples.push(s);
@@ -154,9 +190,15 @@ export class Sampler {
     this.timer = null;
   }
 
-  /** Mean server CPU (cores) over the samples of `phase`. */
-  meanServerCpu(phase: string): number {
-    const xs = this.samples.filter((s) => s.phase === phase && s.serverCpu > 0).map((s) => s.serverCpu);
+  /** Mean of `f` over the samples of `phase` (after the first, whose CPU figures cover no interval). */
+  mean(phase: string, f: (s: Sample) => number): number {
+    const xs = this.samples.filter((s) => s.phase === phase).slice(1).map(f);
+    return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+  }
+
+  /** Mean cores used machine-wide by processes that are not this run's servers or clients. */
+  othersCpu(): number {
+    const xs = this.samples.slice(1).map((s) => Math.max(0, s.machineCpu - s.serverCpu - s.clientCpu));
     return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
   }
 }
