@@ -330,7 +330,7 @@ function simulate(s: Strategy): Result {
           if (online[i]) q.push(at, i, Ev.CONNECT, 0);
           break;
         }
-        const t = p!.ping(tag[i], now - lastSeen[i], x, ids[i]);
+        const t = p!.ping(tag[i], now - lastSeen[i], x, ids[i], now);
         tag[i] = t;
         lastSeen[i] = now;
         const nx = p!.intervalOf(t);

@@ -11,6 +11,7 @@ import { NetKind } from '../src/heartbeat/kinds';
 import { HeartbeatPolicy, OVERDUE_MS, type PolicyOptions, policyOptions } from '../src/heartbeat/policy';
 import { TableSync } from '../src/heartbeat/sync';
 import { mergeTable, parseTable, TABLE_KEY } from '../src/heartbeat/table';
+import { Metrics } from '../src/metrics/registry';
 
 const MIN = 60_000;
 const S = 5;
@@ -365,5 +366,28 @@ describe('config', () => {
     assert.equal(policyOptions(defaults().heartbeat).probeShare, 0.05);
     assert.equal(SCHEMA['heartbeat.step_ms'].live, true);
     assert.equal(SCHEMA['heartbeat.max_classes'].live, undefined);
+  });
+});
+
+describe('metrics', () => {
+  test('advised intervals by kind, probe results, class changes, NAT-suspected closes', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    m.heartbeatAdvised(NetKind.CELL_4G, 270_000);
+    m.heartbeatAdvised(NetKind.WIFI, 2_700_000);
+    m.heartbeatAdvised(99, 60_000);
+    m.heartbeatProbe(true);
+    m.heartbeatProbe(false);
+    m.heartbeatProbe(false);
+    m.heartbeatChange('back_off');
+    m.natTimeoutSuspected(NetKind.CELL_3G);
+    const text = await m.text();
+    assert.match(text, /moor_heartbeat_advised_seconds_bucket\{le="270",kind="4g"\} 1/);
+    assert.match(text, /moor_heartbeat_advised_seconds_bucket\{le="210",kind="4g"\} 0/);
+    assert.match(text, /moor_heartbeat_advised_seconds_count\{kind="wifi"\} 1/);
+    assert.match(text, /moor_heartbeat_advised_seconds_count\{kind="unknown"\} 1/);
+    assert.match(text, /moor_heartbeat_probes_total\{result="success"\} 1/);
+    assert.match(text, /moor_heartbeat_probes_total\{result="failure"\} 2/);
+    assert.match(text, /moor_heartbeat_class_changes_total\{change="back_off"\} 1/);
+    assert.match(text, /moor_nat_timeouts_suspected_total\{kind="3g"\} 1/);
   });
 });

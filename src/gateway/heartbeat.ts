@@ -82,7 +82,8 @@ export class GatewayHeartbeat {
   pong(s: Session, quietMs: number): Buffer {
     if (s.hb === 0) return PONG_EMPTY;
     const p = this.policy;
-    s.hb = p.ping(s.hb, quietMs, s.heartbeatMs, s.deviceId);
+    // lastSeen is this PING's arrival: the frame handler just read the clock.
+    s.hb = p.ping(s.hb, quietMs, s.heartbeatMs, s.deviceId, s.lastSeen);
     const ms = p.intervalOf(s.hb);
     if (ms === s.heartbeatMs) return PONG_EMPTY;
     const shorter = ms < s.heartbeatMs;

@@ -201,13 +201,14 @@ export class HeartbeatPolicy {
   /**
    * A PING after `quietMs` of silence from a session using `intervalMs`. Returns the
    * session's new tag; when `intervalOf(newTag)` differs from `intervalMs` the session
-   * is to be advised the new interval. Hot path: array reads, no allocation.
+   * is to be advised the new interval. Hot path: array reads, no allocation; pass
+   * `nowMs` when the caller has read the clock already (a clock read costs more).
    */
-  ping(tag: number, quietMs: number, intervalMs: number, deviceId: string): number {
+  ping(tag: number, quietMs: number, intervalMs: number, deviceId: string, nowMs = this.now()): number {
     const t = this.table;
     const slot = tag >>> 5;
     let mode = tag & 3;
-    t.lastUsed[slot] = this.now();
+    t.lastUsed[slot] = nowMs;
     if (mode === MODE_FOREGROUND || slot === UNKNOWN_SLOT) return tag;
     // A gap shorter than the interval (other frames came) proves nothing about the NAT.
     const quiet = quietMs * 4 >= intervalMs * 3;
