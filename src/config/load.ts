@@ -59,7 +59,7 @@ export function loadConfig(opts: LoadOptions): Config {
     const result = coerce(spec, e.raw, e.text);
     if ('error' in result) {
       const got = spec.secret ? '' : `, got ${show(e.raw)}`;
-      issues.push({ key: e.key, source: e.source, message: result.error + got, hint: result.hint });
+      issues.push({ key: e.key, source: e.source, message: result.error + got, hint: result.hint ?? defaultHint(e.key) });
       bad.add(e.key);
       continue;
     }
@@ -95,7 +95,7 @@ function fileEntries(file: string, issues: ConfigIssue[]): Entry[] {
   } catch (err) {
     const where = err instanceof TomlError ? ` at line ${err.line}, column ${err.column}` : '';
     const first = (err as Error).message.split('\n')[0];
-    issues.push({ key: 'config', source: file, message: `not valid TOML${where}: ${first}` });
+    issues.push({ key: 'config', source: file, message: `not valid TOML${where}: ${first}`, hint: 'strings go in quotes, sections as [name], one key = value per line' });
     return [];
   }
   const out: Entry[] = [];
@@ -128,7 +128,7 @@ function flatten(table: Record<string, unknown>, prefix: string, file: string, o
     } else {
       // An unknown [section] is reported once, against its keys' nearest known names.
       const near = isTable(value) ? suggestion(name, [...SECTIONS], (s) => `[${s}]`) : suggestion(key, CONFIG_KEYS);
-      issues.push({ key, source: file, message: isTable(value) ? 'unknown section' : 'unknown key', hint: near });
+      issues.push({ key, source: file, message: isTable(value) ? 'unknown section' : 'unknown key', hint: near ?? EVERY_KEY });
     }
   }
 }
@@ -164,7 +164,7 @@ function argEntries(args: readonly string[], cwd: string, issues: ConfigIssue[])
     let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
     if (value === undefined && i + 1 < args.length && !args[i + 1].startsWith('--')) value = args[++i];
     if (!isConfigKey(name)) {
-      issues.push({ key: `--${name}`, message: 'unknown option', hint: suggestion(name, CONFIG_KEYS, (k) => `--${k}`) });
+      issues.push({ key: `--${name}`, message: 'unknown option', hint: suggestion(name, CONFIG_KEYS, (k) => `--${k}`) ?? EVERY_KEY });
     } else if (value === undefined) {
       issues.push({ key: name, source: `--${name}`, message: 'needs a value', hint: `--${name}=${example(name)}` });
     } else {
@@ -224,6 +224,16 @@ function show(raw: unknown): string {
   if (typeof raw === 'string') return JSON.stringify(raw);
   if (raw instanceof Date) return raw.toISOString();
   return JSON.stringify(raw, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) ?? String(raw);
+}
+
+const EVERY_KEY = '`moor check-config --help` lists every key';
+
+/** For a rejected value that got no better hint: what the key defaults to. */
+function defaultHint(key: ConfigKey): string {
+  const spec = specOf(key);
+  if (spec.defaultText !== undefined) return `the default is ${spec.defaultText}`;
+  const d = spec.default;
+  return d === '' ? 'leave it unset for the default' : `the default is ${JSON.stringify(d)}`;
 }
 
 /** A plausible value for a hint: the default unless it is empty or computed. */

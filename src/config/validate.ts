@@ -44,7 +44,7 @@ function checkListeners(ctx: CheckContext): void {
   }
   const base = ws.resume_port_base;
   if (ctx.ok('ws.resume_port_base') && ctx.ok('workers') && base > 0 && base + workers - 1 > 65_535) {
-    ctx.error('ws.resume_port_base', `leaves no room for ${workers} workers (base + i must stay ≤ 65535)`);
+    ctx.error('ws.resume_port_base', `leaves no room for ${workers} workers (base + i must stay ≤ 65535)`, `at most ${65_536 - workers}`);
   }
 
   // Port 0 asks the kernel for a free port, so it never clashes.
@@ -83,7 +83,7 @@ function readText(ctx: CheckContext, key: ConfigKey, file: string): string | und
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
-    ctx.error(key, `cannot read ${file}: ${readFailure(err)}`);
+    ctx.error(key, `cannot read ${file}: ${readFailure(err)}`, 'check the path, and that the user moor runs as may read it');
     return undefined;
   }
 }
@@ -172,9 +172,9 @@ function checkStore(ctx: CheckContext): void {
   if (ctx.ok('store.path')) {
     try {
       const stat = fs.statSync(dir, { throwIfNoEntry: false });
-      if (stat && !stat.isDirectory()) ctx.error('store.path', `${dir} exists and is not a directory`);
+      if (stat && !stat.isDirectory()) ctx.error('store.path', `${dir} exists and is not a directory`, 'name a directory (it is created when missing)');
     } catch (err) {
-      ctx.error('store.path', `cannot inspect ${dir}: ${readFailure(err)}`);
+      ctx.error('store.path', `cannot inspect ${dir}: ${readFailure(err)}`, 'check the permissions of its parent directories');
     }
   }
 }
