@@ -50,27 +50,28 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startGateway(args: string[] = [], opts: { workers?: number; storePath?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Gateway> {
+/** `bare`: pass only `args` (a test that brings its own --config); the TCP port then comes from the ready line. */
+export async function startGateway(args: string[] = [], opts: { workers?: number; storePath?: string; env?: NodeJS.ProcessEnv; bare?: boolean } = {}): Promise<Gateway> {
   const storePath = opts.storePath ?? mkdtempSync(path.join(os.tmpdir(), 'moor-test-'));
   const tcpPort = await freePort();
+  const defaults = opts.bare
+    ? []
+    : [
+        `--workers=${opts.workers ?? 2}`,
+        '--ws.host=127.0.0.1',
+        '--ws.port=0',
+        '--tcp.host=127.0.0.1',
+        `--tcp.port=${tcpPort}`,
+        '--api.port=0',
+        `--store.path=${storePath}`,
+        `--auth.jwt_secret=${JWT_SECRET}`,
+        `--api.keys=${API_KEY}`,
+        '--node.advertise=127.0.0.1',
+        '--log.level=info',
+      ];
   const proc = spawn(
     process.execPath,
-    [
-      BIN,
-      'serve',
-      `--workers=${opts.workers ?? 2}`,
-      '--ws.host=127.0.0.1',
-      '--ws.port=0',
-      '--tcp.host=127.0.0.1',
-      `--tcp.port=${tcpPort}`,
-      '--api.port=0',
-      `--store.path=${storePath}`,
-      `--auth.jwt_secret=${JWT_SECRET}`,
-      `--api.keys=${API_KEY}`,
-      '--node.advertise=127.0.0.1',
-      '--log.level=info',
-      ...args,
-    ],
+    [BIN, 'serve', ...defaults, ...args],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } },
   );
   const logs: LogLine[] = [];
@@ -126,7 +127,7 @@ export async function startGateway(args: string[] = [], opts: { workers?: number
   const gw: Gateway = {
     proc,
     wsPort: ready.ws as number,
-    tcpPort,
+    tcpPort: opts.bare ? (ready.tcp as number) : tcpPort,
     apiPort,
     resumePorts: ready.resume as number[],
     storePath,
