@@ -171,6 +171,10 @@ describe('rules', () => {
     dies(p, p.open(CELL, 'short-nat', false));
     assert.equal(p.adviceFor(CELL, 'short-nat'), 210_000);
     assert.deepEqual(changes, ['back_off 270000->210000']);
+    // Failing on the floor too: noted once (210 s is now the ceiling), then nothing left to do.
+    for (let i = 0; i < 6; i++) dies(p, p.open(CELL, 'short-nat', false));
+    assert.deepEqual(changes, ['back_off 270000->210000', 'back_off 210000->210000']);
+    assert.equal(p.adviceFor(CELL, 'short-nat'), 210_000);
   });
 
   test('successes at the proven interval outweigh stray failures', () => {
@@ -215,6 +219,15 @@ describe('rules', () => {
     for (let i = 0; i < F; i++) dies(p, p.open(CELL, 'dec', false));
     const tag = p.ping(prober, 330_000, 330_000, 'dec');
     assert.equal(p.intervalOf(tag), 250_000);
+  });
+
+  test('a prober whose level became P stays at P, even on a PING after other frames', () => {
+    const { p } = setup({ maxProbes: 100 });
+    const mine = p.open(CELL, 'lvl', false);
+    for (let i = 0; i < S; i++) survive(p, p.open(CELL, 'lvl', false), 2);
+    assert.equal(p.adviceFor(CELL, 'lvl'), 330_000);
+    const tag = p.ping(mine, 1_000, 330_000, 'lvl-mine');
+    assert.equal(p.intervalOf(tag), 330_000, 'not moved on to the next probe (450 s)');
   });
 
   test('configure applies new bounds live', () => {

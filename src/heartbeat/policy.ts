@@ -76,7 +76,7 @@ export function policyOptions(h: Config['heartbeat']): PolicyOptions {
     foregroundMs: h.foreground_ms,
     probeShare: h.probe_share / 100,
     maxProbes: h.max_probes,
-    probeIntervals: Math.min(7, Math.max(1, h.probe_intervals)),
+    probeIntervals: h.probe_intervals,
     stepMs: h.step_ms,
     successesToStep: h.successes_to_step,
     failuresToBackOff: h.failures_to_back_off,
@@ -146,7 +146,7 @@ export class HeartbeatPolicy {
     /** Names this process's decisions and evidence in the shared table. */
     readonly writer = 'local',
   ) {
-    this.o = { ...opts };
+    this.o = sane(opts);
     this.table = new ClassTable(opts.maxClasses);
     const t0 = this.now();
     for (let k = 1; k < KIND_COUNT; k++) this.initClass(k, t0);
@@ -159,7 +159,7 @@ export class HeartbeatPolicy {
 
   /** New bounds and thresholds, live. The table keeps its size (max_classes needs a restart). */
   configure(opts: PolicyOptions): void {
-    this.o = { ...opts, maxClasses: this.o.maxClasses };
+    this.o = { ...sane(opts), maxClasses: this.o.maxClasses };
     const now = this.now();
     for (let slot = 0; slot < this.table.size; slot++) if (this.table.inUse[slot] === 1) this.recompute(slot, now);
   }
@@ -224,7 +224,7 @@ export class HeartbeatPolicy {
     const want = mode === MODE_PROBE ? t.probe[slot] : t.advice[slot];
     if (want !== intervalMs) return pack(slot, 0, mode);
     let survived = (tag >>> 2) & SURVIVED_MAX;
-    if (!quiet) return tag;
+    if (!quiet) return pack(slot, survived, mode);
     if (survived < SURVIVED_MAX) survived++;
     // A prober counts once, then is done probing.
     if (mode === MODE_PROBE && survived === this.o.probeIntervals) {
@@ -372,6 +372,11 @@ export class HeartbeatPolicy {
   private backOff(slot: number, now: number): void {
     const t = this.table;
     const from = t.advice[slot];
+    // Already on the floor below a known failure: nothing to decide (min_ms is the operator's).
+    if (t.proven[slot] <= this.o.minMs && t.ceiling[slot] > 0 && t.ceiling[slot] <= from) {
+      t.resetEvidence(slot);
+      return;
+    }
     const c = t.ceiling[slot] > 0 ? Math.min(t.ceiling[slot], from) : from;
     t.ceiling[slot] = c;
     t.coolUntil[slot] = now + this.o.cooldownMs;
@@ -461,6 +466,11 @@ export class HeartbeatPolicy {
     const cautious = t.lastFail[slot] > 0 && q >= t.lastFail[slot];
     return t.windowCount[slot] < (cautious ? this.o.failuresToBackOff : this.o.maxProbes);
   }
+}
+
+/** k lives in three bits of a session's tag. */
+function sane(o: PolicyOptions): PolicyOptions {
+  return { ...o, probeIntervals: Math.min(SURVIVED_MAX, Math.max(1, Math.floor(o.probeIntervals))) };
 }
 
 function decay(ok: Float64Array, fail: Float64Array, slot: number, window: number): void {
