@@ -145,7 +145,10 @@ describe('SIGTERM drain', () => {
     const departures = clients.map((x) => x.leftAt[0] - t0);
     for (const x of clients) assert.equal(x.goaway.length, 1);
     assert.ok(Math.max(...departures) - Math.min(...departures) >= WINDOW / 3, `departures at ${departures.join(', ')} ms`);
-    for (const x of clients) assert.ok(Math.abs(x.leftAt[0] - t0 - x.goaway[0]) < 400, `left at ${x.leftAt[0] - t0} ms, told ${x.goaway[0]} ms`);
+    for (const x of clients) {
+      const left = x.leftAt[0] - t0;
+      assert.ok(left >= x.goaway[0] && left < x.goaway[0] + 1_500, `left at ${left} ms after SIGTERM, told ${x.goaway[0]} ms`);
+    }
 
     const gw2 = await startGateway(fixed, { storePath: dir });
     try {
