@@ -29,6 +29,28 @@ export declare function encodeFrame(type: number, flags: number, stream: number,
 export declare function encodeFrames(headers: Uint32Array, payloads: Uint8Array[]): Buffer
 
 /**
+ * Payload compression (native/src/compress.rs). The hot functions write into `dst` and
+ * return a length: compression 0 when the result does not fit (give a dst shorter than
+ * src to mean "only if smaller"); decompression, with dst.length as the limit, a
+ * negative fault: -1 the output would not fit (too large), -2 corrupt, -3 the frame's
+ * dictionary is not loaded. Dictionaries are kept per thread, by their zstd id.
+ */
+/** An lz4 payload: the uncompressed size as a varint, then the lz4 block. */
+export declare function lz4CompressInto(src: Uint8Array, dst: Uint8Array): number
+export declare function lz4DecompressInto(src: Uint8Array, dst: Uint8Array): number
+/** One zstd frame (content size and dictionary id in its header); dictId 0 = none, else a loaded one. */
+export declare function zstdCompressInto(src: Uint8Array, dst: Uint8Array, dictId: number, level: number): number
+export declare function zstdDecompressInto(src: Uint8Array, dst: Uint8Array): number
+/** The dictionary id a zstd frame header names (0 = none or not a frame). */
+export declare function zstdFrameDictId(src: Uint8Array): number
+/** Prepare a zstd-format dictionary (CDict at `level`, DDict); returns its id. Counts references. */
+export declare function zstdLoadDict(bytes: Uint8Array, level: number): number
+/** Drop one reference; false when the id was not loaded. */
+export declare function zstdUnloadDict(id: number): boolean
+/** zdict: a dictionary of at most maxSize bytes from samples (concatenated; lengths in sizes). */
+export declare function trainDictionary(samples: Uint8Array, sizes: Uint32Array, maxSize: number): Buffer
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`

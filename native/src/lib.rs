@@ -4,8 +4,12 @@
 //! against raw Node-API because napi-rs's per-call argument machinery measured several
 //! times the cost of the calls themselves; napi-rs still registers the module.
 //! `sdNotify` (sd_notify.rs) tells systemd about readiness and health; it is no hot path.
+//! Payload compression (lz4, zstd with trained dictionaries, zdict training) is
+//! compress.rs, bound in compress_fns.rs.
 #![deny(clippy::all)]
 
+pub mod compress;
+mod compress_fns;
 pub mod decoder;
 mod decoder_class;
 mod encode_fns;
@@ -26,6 +30,7 @@ pub fn init(exports: Object, env: Env) -> Result<()> {
       decoder_class::register as unsafe fn(sys::napi_env, sys::napi_value) -> sys::napi_status,
     ),
     ("encodeFrame, encodeFrames", encode_fns::register),
+    ("the compression functions", compress_fns::register),
   ] {
     let st = unsafe { register(env.raw(), exports.raw()) };
     if st != sys::Status::napi_ok {
