@@ -5,14 +5,14 @@
  * Short intervals (seconds) so the clock-bound parts run fast.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { FrameType } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
 import { connect, expectFrame } from './helpers/device';
-import { type Gateway, startGateway } from './helpers/gateway';
+import { API_KEY, type Gateway, JWT_SECRET, startGateway } from './helpers/gateway';
 
 const X = 4_000;
 const MIN = 2_000;
@@ -127,5 +127,62 @@ describe('smart heartbeat, two workers', () => {
       await new Promise((r) => setTimeout(r, 500));
     }
     assert.deepEqual(advised, Array(6).fill(MIN));
+  });
+});
+
+describe('smart heartbeat, SIGHUP', () => {
+  let gw: Gateway;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'moor-test-hb-reload-'));
+  const file = path.join(dir, 'moor.toml');
+  const write = (foregroundMs: number, minMs: number) =>
+    writeFileSync(
+      file,
+      `workers = 1
+[ws]
+host = "127.0.0.1"
+port = 0
+[tcp]
+port = 0
+[api]
+port = 0
+keys = ["${API_KEY}"]
+[auth]
+jwt_secret = "${JWT_SECRET}"
+[store]
+path = "${path.join(dir, 'data')}"
+[node]
+advertise = "127.0.0.1"
+[heartbeat]
+default_ms = ${X}
+min_ms = ${minMs}
+foreground_ms = ${foregroundMs}
+probe_share = 0
+`,
+    );
+  before(async () => {
+    write(30_000, MIN);
+    gw = await startGateway(['--config', file], { bare: true });
+  });
+  after(async () => {
+    await gw?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('live heartbeat keys reach the policy: new sessions and live ones', async () => {
+    const fg = await connect(gw, 'ws', 'reload-fg', { network: network('reload'), foreground: true });
+    assert.equal(fg.welcome.heartbeatMs, 30_000);
+    fg.conn.close();
+    const live = await connect(gw, 'ws', 'reload-live', { network: network('reload') });
+    assert.equal(live.welcome.heartbeatMs, X);
+    write(45_000, 5_000);
+    const from = gw.logs.length;
+    gw.proc.kill('SIGHUP');
+    await gw.waitForLog((l) => gw.logs.indexOf(l) >= from && l.msg === 'config reloaded' && typeof l.worker === 'number', 10_000);
+    const again = await connect(gw, 'ws', 'reload-fg', { network: network('reload'), foreground: true });
+    assert.equal(again.welcome.heartbeatMs, 45_000);
+    again.conn.close();
+    // min_ms rose above the class's interval: the live session is told on its next PING.
+    assert.equal(moor.v1.HeartbeatAdvice.decode(await ping(live.conn)).heartbeatMs, 5_000);
+    live.conn.close();
   });
 });

@@ -4,6 +4,7 @@
  * a session's advice changed, and the class table kept in the store. No timer per
  * session: a session learns of a new interval on its next PING.
  */
+import { onConfigReload } from '../cluster/live';
 import type { Config } from '../config/types';
 import { KIND_LABELS } from '../heartbeat/kinds';
 import { HeartbeatPolicy, policyOptions } from '../heartbeat/policy';
@@ -22,6 +23,7 @@ export class GatewayHeartbeat {
   private readonly sync: TableSync;
   /** PONG + advice by interval: a class change sends the same bytes to many sessions. */
   private readonly adviceFrames = new Map<number, Buffer>();
+  private unsubscribe: (() => void) | null = null;
 
   constructor(private readonly gw: Gateway) {
     const { config, metrics, workerIndex } = gw.deps;
@@ -42,13 +44,18 @@ export class GatewayHeartbeat {
     this.sync = new TableSync(this.policy, gw.deps.store, log, config.heartbeat.sync_ms);
   }
 
-  /** Loads the class table (learning survives restarts). */
+  /** Loads the class table (learning survives restarts) and follows SIGHUP reloads. */
   start(): Promise<void> {
+    this.unsubscribe = onConfigReload((changed, config) => {
+      if (changed.some((k) => k.startsWith('heartbeat.'))) this.configure(config.heartbeat);
+    });
     return this.sync.start();
   }
 
   /** Stops syncing; what was learnt since the last sync (at most heartbeat.sync_ms) is lost. */
   stop(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
     this.sync.stop(false);
   }
 
