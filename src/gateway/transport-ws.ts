@@ -1,7 +1,12 @@
 /**
  * The WebSocket transport on uWebSockets.js: exactly one moor/1 frame per binary
- * message (protocol.md §1). The Session is the socket's user data, so a connection
- * costs uWS's socket plus one small object.
+ * message (protocol.md §1). A connection costs uWS's socket plus one small Session.
+ *
+ * uWS.js copies the own properties of the user data given to upgrade() onto its
+ * WebSocket object (getUserData() returns the WebSocket itself). Copied one keyed store
+ * at a time, more than 15 properties turn that object into a dictionary: with the
+ * Session's ~20 fields that was ~830 bytes per connection (bench idle, docs/memory.md).
+ * So the user data is `{ s }`: one fast property pointing at the Session.
  */
 import type { TemplatedApp, us_listen_socket, WebSocket } from '@trufflesuite/uws-js-unofficial';
 import {
@@ -22,7 +27,11 @@ import { SendResult, type SendResultValue, type Session, SessionState, type Tran
 /** Slack above max_frame so a slightly oversized frame is answered FRAME_TOO_LARGE, not cut by uWS. */
 const OVERSIZE_SLACK = 64 * 1024;
 
-type Ws = WebSocket<Session>;
+/** The user data handed to upgrade(); its one property ends up on the WebSocket. */
+interface WsData {
+  s: Session;
+}
+type Ws = WebSocket<WsData>;
 
 const wsTransport: Transport = {
   kind: TransportKind.WS,
@@ -81,7 +90,7 @@ export interface WsListener {
 
 export function attachWebSocket(gw: Gateway, app: TemplatedApp, path: string): void {
   const maxFrame = gw.deps.config.limits.max_frame;
-  app.ws<Session>(path, {
+  app.ws<WsData>(path, {
     maxPayloadLength: maxFrame + MAX_HEADER_BYTES + OVERSIZE_SLACK,
     // Liveness is ours (timing wheel, 2 x heartbeat + grace); uWS's own timer would cut long heartbeats.
     idleTimeout: 0,
@@ -100,12 +109,12 @@ export function attachWebSocket(gw: Gateway, app: TemplatedApp, path: string): v
         return;
       }
       const s = gw.newSession(wsTransport, SessionState.HANDSHAKE);
-      res.upgrade(s, req.getHeader('sec-websocket-key'), proto ? WS_SUBPROTOCOL : '', req.getHeader('sec-websocket-extensions'), context);
+      res.upgrade<WsData>({ s }, req.getHeader('sec-websocket-key'), proto ? WS_SUBPROTOCOL : '', req.getHeader('sec-websocket-extensions'), context);
     },
-    open: (ws: Ws) => gw.opened(ws.getUserData(), ws),
-    message: (ws: Ws, message, isBinary) => onMessage(gw, ws.getUserData(), message, isBinary, maxFrame),
+    open: (ws: Ws) => gw.opened(ws.getUserData().s, ws),
+    message: (ws: Ws, message, isBinary) => onMessage(gw, ws.getUserData().s, message, isBinary, maxFrame),
     drain: (ws: Ws) => {
-      const s = ws.getUserData();
+      const s = ws.getUserData().s;
       if (s.waiter && ws.getBufferedAmount() < gw.deps.config.limits.max_buffered / 4) {
         const w = s.waiter;
         s.waiter = null;
@@ -113,7 +122,7 @@ export function attachWebSocket(gw: Gateway, app: TemplatedApp, path: string): v
       }
     },
     close: (ws: Ws) => {
-      const s = ws.getUserData();
+      const s = ws.getUserData().s;
       s.conn = null;
       gw.closed(s);
     },
