@@ -2,25 +2,31 @@
  * `npm run bench -- idle [--conns=N] [--quick] [...]`: the memory an idle, authenticated,
  * heartbeating session costs the gateway, against a bare uWS.js echo server holding
  * the same number of plain WebSocket connections (issue 3; design.md budget: ~1 KB per
- * session on top of uWS; target ratio <= 1.5).
+ * session on top of uWS; target ratio <= 1.5). docs/memory.md has the findings.
  *
- * For each server, in turn: start it; connect `warmup` connections (so lazy, one-time
- * costs such as JIT code, key import and store buffers land before the baseline); take
- * the baseline RSS; connect the rest from several client processes (each bound to its
- * own source address 127.0.0.x, <= --per-client sockets each); hold them `settle`
- * seconds (gateway sessions PING meanwhile); take the held RSS; stop everything.
- * RSS is VmRSS of the process holding the sockets (the gateway's only worker), read
- * from /proc: nothing outside a process can force its GC, so each reading is the
- * minimum of `samples` readings one second apart (the one carrying the least garbage).
+ * For each server, in turn: start it; connect `warmup` connections (so one-time costs
+ * such as JIT code, key import and store setup land before the baseline); take the
+ * baseline; connect the rest from several client processes (each bound to its own
+ * source address 127.0.0.x, <= --per-client sockets each); hold them `settle` seconds
+ * (gateway sessions PING meanwhile); take the held reading; stop everything.
+ *
+ * A reading is VmRSS of the process holding the sockets (the gateway's only worker)
+ * from /proc, the minimum of `samples` readings one second apart. By default each
+ * reading follows a full GC forced from outside through the inspector protocol
+ * (SIGUSR1 + HeapProfiler.collectGarbage, see lib/inspector.ts): without it the reading
+ * depends on when V8 last shrank its young generation, which grows to ~30 MB in a
+ * connect storm and is given back 15-60+ s later (a fixed cost, not a per-session one,
+ * but 2 KB per connection at 15,000). The readings without a forced GC are reported
+ * too (`as_is_bytes_per_conn`); `--no-gc` skips the inspector altogether.
  * bytes_per_conn = (held - baseline) / (conns - warmup).
  *
  * Progress on stderr; one JSON line on stdout. Exit code 1 when connections failed.
  */
-import { fork } from 'node:child_process';
 import path from 'node:path';
-import type { ClientSpec, ClientStats, FromClient } from './lib/idle-client';
+import { type Client, clientBytesPerConn, connectAll, reasons, startClient, sum } from './lib/client-pool';
+import type { ClientSpec } from './lib/idle-client';
 import { type HeapFigures, Inspector } from './lib/inspector';
-import { killAll, minRss, own, type Rss, readRss, sleep, stop } from './lib/procs';
+import { killAll, minRss, type Rss, readRss, sleep } from './lib/procs';
 import { type Server, startBare, startGateway } from './lib/servers';
 
 interface Options {
@@ -34,59 +40,53 @@ interface Options {
   only: 'both' | 'gateway' | 'bare';
   /** Hard bound on the whole run. */
   timeoutS: number;
-  /** Also force a GC through the inspector (inspector.ts) before the baseline and held readings. */
+  /** Force a GC through the inspector before the baseline and held readings. */
   gc: boolean;
-  /** With gc: write heap snapshots (baseline and held) into this directory. */
+  /** Write heap snapshots (baseline and held) into this directory. */
   snapshotDir: string;
 }
 
 const USAGE = `usage: npm run bench -- idle [--conns=15000] [--quick] [--warmup=200] [--per-client=5000]
-  [--inflight=100] [--ping-s=30] [--settle-s=20] [--samples=5] [--only=both|gateway|bare] [--timeout-s=600]
-  [--gc] [--snapshot-dir=DIR]`;
+  [--inflight=100] [--ping-s=30] [--settle-s=20] [--samples=5] [--only=both|gateway|bare]
+  [--timeout-s=600] [--no-gc] [--snapshot-dir=DIR]`;
+
+const INT_FLAGS: Record<string, 'conns' | 'warmup' | 'perClient' | 'inflight' | 'pingS' | 'settleS' | 'samples' | 'timeoutS'> = {
+  conns: 'conns',
+  warmup: 'warmup',
+  'per-client': 'perClient',
+  inflight: 'inflight',
+  'ping-s': 'pingS',
+  'settle-s': 'settleS',
+  samples: 'samples',
+  'timeout-s': 'timeoutS',
+};
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { conns: 15_000, warmup: 200, perClient: 5_000, inflight: 100, pingS: 30, settleS: 20, samples: 5, only: 'both', timeoutS: 600, gc: false, snapshotDir: '' };
-  const ints: Record<string, keyof Options> = {
-    conns: 'conns',
-    warmup: 'warmup',
-    'per-client': 'perClient',
-    inflight: 'inflight',
-    'ping-s': 'pingS',
-    'settle-s': 'settleS',
-    samples: 'samples',
-    'timeout-s': 'timeoutS',
-  };
-  const given = new Set<string>();
+  const o: Options = { conns: 15_000, warmup: 200, perClient: 5_000, inflight: 100, pingS: 30, settleS: 20, samples: 5, only: 'both', timeoutS: 600, gc: true, snapshotDir: '' };
+  // --quick first, so explicit flags win whatever their order.
+  if (argv.includes('--quick')) Object.assign(o, { conns: 2_000, settleS: 8, samples: 3 });
+  let warmupGiven = false;
   for (const a of argv) {
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
-    if (!m) throw new Error(`unexpected argument ${a}\n${USAGE}`);
-    const [, k, v] = m;
-    given.add(k);
+    const [k, v] = m ? [m[1], m[2]] : ['', undefined];
     if (k === 'help') {
       process.stderr.write(`${USAGE}\n`);
       process.exit(0);
-    } else if (k === 'quick') {
-      o.conns = 2_000;
-      o.settleS = 8;
-      o.samples = 3;
-    } else if (k === 'only' && (v === 'both' || v === 'gateway' || v === 'bare')) o.only = v;
-    else if (k === 'gc' && v === undefined) o.gc = true;
-    else if (k === 'snapshot-dir' && v) {
-      o.snapshotDir = path.resolve(v);
-      o.gc = true;
-    }
-    else if (k in ints && v !== undefined && /^\d+$/.test(v)) (o[ints[k]] as number) = Number(v);
-    else throw new Error(`bad argument ${a}\n${USAGE}`);
+    } else if (k === 'quick' && v === undefined) continue;
+    else if (k === 'no-gc' && v === undefined) o.gc = false;
+    else if (k === 'only' && (v === 'both' || v === 'gateway' || v === 'bare')) o.only = v;
+    else if (k === 'snapshot-dir' && v) o.snapshotDir = path.resolve(v);
+    else if (k in INT_FLAGS && v !== undefined && /^\d+$/.test(v)) {
+      o[INT_FLAGS[k]] = Number(v);
+      warmupGiven ||= k === 'warmup';
+    } else throw new Error(`bad argument ${a}\n${USAGE}`);
   }
-  // --quick sets defaults; explicit flags (in any order) win.
-  for (const a of argv) {
-    const m = /^--([a-z-]+)=(\d+)$/.exec(a);
-    if (m && m[1] in ints) (o[ints[m[1]]] as number) = Number(m[2]);
-  }
-  if (!given.has('warmup')) o.warmup = Math.min(o.warmup, Math.floor(o.conns / 10));
-  if (o.conns < 1 || o.warmup >= o.conns) throw new Error(`--conns must be > --warmup (${o.warmup})`);
-  if (o.perClient > 9_000) throw new Error('--per-client above 9000 leaves too few of the 20,000 fds per process');
+  if (!warmupGiven) o.warmup = Math.min(o.warmup, Math.floor(o.conns / 10));
+  if (o.snapshotDir && !o.gc) throw new Error('--snapshot-dir needs the inspector: drop --no-gc');
+  if (o.warmup < 1 || o.warmup >= o.conns) throw new Error(`--warmup must be in 1..conns-1 (got ${o.warmup})`);
+  if (o.perClient < 1 || o.perClient > 9_000) throw new Error('--per-client must be 1..9000 (20,000 fds per process)');
   if (o.conns > 19_000) throw new Error('--conns above 19000: the server process is limited to 20,000 fds');
+  if (o.samples < 1) throw new Error('--samples must be >= 1');
   return o;
 }
 
@@ -99,73 +99,11 @@ const mb = (n: number): string => `${(n / MB).toFixed(1)} MB`;
 const JWT_SECRET = 'bench-idle-secret-0123456789abcdef';
 const API_KEY = 'bench-idle-api-key';
 
-interface Client {
-  spec: ClientSpec;
-  pid: number;
-  readyRss: number;
-  stats: ClientStats | null;
-  done: boolean;
-  exited: boolean;
-  stop(): Promise<void>;
-}
-
-function startClient(spec: ClientSpec): Promise<Client> {
-  const child = fork(path.join(__dirname, 'lib', 'idle-client.js'), [JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  own(child);
-  return new Promise((resolve, reject) => {
-    const c: Client = {
-      spec,
-      pid: child.pid as number,
-      readyRss: 0,
-      stats: null,
-      done: false,
-      exited: false,
-      stop: async () => {
-        if (child.connected) child.send({ t: 'stop' });
-        await stop(child, 5_000);
-      },
-    };
-    child.on('message', (m: FromClient) => {
-      if (m.t === 'ready') {
-        c.readyRss = m.rss;
-        resolve(c);
-      } else {
-        c.stats = m.s;
-        if (m.t === 'done') c.done = true;
-      }
-    });
-    child.once('exit', (code) => {
-      c.exited = true;
-      if (!c.done) reject(new Error(`client ${spec.localAddress} exited (${code}) before it finished connecting`));
-    });
-  });
-}
-
-function sum(clients: Client[], f: (s: ClientStats) => number): number {
-  let n = 0;
-  for (const c of clients) if (c.stats) n += f(c.stats);
-  return n;
-}
-
-/** Connects every client's sockets (clients run in parallel); resolves when all are done. */
-async function connectAll(label: string, clients: Client[], deadline: number): Promise<{ seconds: number }> {
-  const t0 = performance.now();
-  let lastUp = 0;
-  let lastT = t0;
-  for (;;) {
-    await sleep(1000);
-    const up = sum(clients, (s) => s.up);
-    const now = performance.now();
-    const rate = ((up - lastUp) * 1000) / (now - lastT);
-    lastUp = up;
-    lastT = now;
-    const total = clients.reduce((n, c) => n + c.spec.count, 0);
-    log(`${label}: up ${up}/${total}, failed ${sum(clients, (s) => s.failed)}, pending ${sum(clients, (s) => s.pending)}, ${rate.toFixed(0)}/s`);
-    if (clients.every((c) => c.done)) return { seconds: (performance.now() - t0) / 1000 };
-    const dead = clients.find((c) => c.exited);
-    if (dead) throw new Error(`${label}: the client on ${dead.spec.localAddress} exited while connecting`);
-    if (Date.now() > deadline) throw new Error(`${label}: connecting did not finish in time`);
-  }
+interface Reading {
+  min: Rss;
+  samples: number[];
+  /** With the inspector: heap figures right after the forced GC. */
+  heap: HeapFigures | null;
 }
 
 interface Phase {
@@ -174,29 +112,32 @@ interface Phase {
   lost: number;
   reasons: Record<string, number>;
   cold: Rss;
-  warm: Rss;
-  held: Rss;
-  heldSamples: number[];
+  base: Reading;
+  /** Held, before any forced GC. */
+  asIs: Reading;
+  held: Reading;
   connectS: number;
   pings: number;
   pongs: number;
   clientBytesPerConn: number;
   problems: string[];
-  /** With --gc: RSS and heap figures right after a forced GC, at baseline and held. */
-  forced: { warm: HeapFigures; held: HeapFigures } | null;
 }
 
-/** Forced GC, then the process's own figures, with VmRSS read from /proc (the same measure as elsewhere). */
-async function forcedFigures(insp: Inspector, pid: number, snapshot: string): Promise<HeapFigures> {
-  await insp.gc();
-  await sleep(500);
-  const f = await insp.figures();
-  f.rss = readRss(pid).rss;
-  if (snapshot) {
-    await insp.snapshot(snapshot);
-    log(`heap snapshot written to ${snapshot}`);
+/** Forced GC (when attached), a second for V8 to hand pages back, then min of samples. */
+async function reading(o: Options, pid: number, insp: Inspector | null, snapshot: string): Promise<Reading> {
+  let heap: HeapFigures | null = null;
+  if (insp) {
+    await insp.gc();
+    heap = await insp.figures();
+    if (snapshot) {
+      await insp.snapshot(snapshot);
+      log(`heap snapshot written to ${snapshot}`);
+      await insp.gc();
+    }
+    await sleep(1000);
   }
-  return f;
+  const r = await minRss(pid, o.samples, 1000);
+  return { ...r, heap };
 }
 
 async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number): Promise<Phase> {
@@ -211,7 +152,7 @@ async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number):
     await sleep(2000);
     const cold = (await minRss(server.pid, 3, 500)).min;
     log(`${label}: cold RSS ${mb(cold.rss)}`);
-    const base: Omit<ClientSpec, 'localAddress' | 'first' | 'count'> = {
+    const spec: Omit<ClientSpec, 'localAddress' | 'first' | 'count'> = {
       mode: kind === 'gateway' ? 'moor' : 'bare',
       host: '127.0.0.1',
       port: server.port,
@@ -224,16 +165,12 @@ async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number):
       maxLifeMs: Math.max(10_000, deadline - Date.now()),
     };
     // 127.0.0.2 for the warm-up, then one address per client process.
-    clients.push(await startClient({ ...base, localAddress: '127.0.0.2', first: 0, count: o.warmup }));
-    const warmS = await connectAll(`${label} warm-up`, clients, deadline);
+    clients.push(await startClient({ ...spec, localAddress: '127.0.0.2', first: 0, count: o.warmup }));
+    await connectAll(`${label} warm-up`, clients, deadline, log);
     await sleep(2000);
-    let forcedWarm: HeapFigures | null = null;
-    if (o.gc) {
-      insp = await Inspector.attach(server.pid, server.inspectorUrl);
-      forcedWarm = await forcedFigures(insp, server.pid, snap('baseline'));
-    }
-    const warm = (await minRss(server.pid, o.samples, 1000)).min;
-    log(`${label}: ${o.warmup} warm-up connections in ${warmS.seconds.toFixed(1)} s; baseline RSS ${mb(warm.rss)}`);
+    if (o.gc) insp = await Inspector.attach(server.pid, server.inspectorUrl);
+    const base = await reading(o, server.pid, insp, snap('baseline'));
+    log(`${label}: ${o.warmup} warm-up connections; baseline RSS ${mb(base.min.rss)}${insp ? ' (after a forced GC)' : ''}`);
 
     const rest = o.conns - o.warmup;
     const procs = Math.ceil(rest / o.perClient);
@@ -241,45 +178,41 @@ async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number):
     for (let k = 0; k < procs; k++) {
       const first = o.warmup + Math.floor((k * rest) / procs);
       const end = o.warmup + Math.floor(((k + 1) * rest) / procs);
-      main.push(await startClient({ ...base, localAddress: `127.0.0.${3 + k}`, first, count: end - first }));
+      main.push(await startClient({ ...spec, localAddress: `127.0.0.${3 + k}`, first, count: end - first }));
     }
     clients.push(...main);
-    const { seconds } = await connectAll(label, main, deadline);
-    log(`${label}: ${sum(clients, (s) => s.up)} up in ${seconds.toFixed(1)} s; settling ${o.settleS} s`);
+    const connectS = await connectAll(label, main, deadline, log);
+    log(`${label}: ${sum(clients, (s) => s.up)} up in ${connectS.toFixed(1)} s; settling ${o.settleS} s`);
     for (let t = 0; t < o.settleS; t += 5) {
       await sleep(Math.min(5, o.settleS - t) * 1000);
-      log(`${label}: holding ${sum(clients, (s) => s.up) - sum(clients, (s) => s.lost)}, lost ${sum(clients, (s) => s.lost)}, pongs ${sum(clients, (s) => s.pongs)}, RSS ${mb(readRss(server.pid).rss)}`);
+      const up = sum(clients, (s) => s.up);
+      const lost = sum(clients, (s) => s.lost);
+      log(`${label}: holding ${up - lost}, lost ${lost}, pongs ${sum(clients, (s) => s.pongs)}, RSS ${mb(readRss(server.pid).rss)}`);
     }
-    const held = await minRss(server.pid, o.samples, 1000);
-    log(`${label}: held RSS ${mb(held.min.rss)} (min of ${held.samples.map(mb).join(', ')})`);
-    const forced = insp && forcedWarm ? { warm: forcedWarm, held: await forcedFigures(insp, server.pid, snap('held')) } : null;
-    if (forced) log(`${label}: after a forced GC: RSS ${mb(forced.held.rss)}, heap used ${mb(forced.held.heapUsed)} (baseline ${mb(forced.warm.rss)}, ${mb(forced.warm.heapUsed)})`);
+    const asIs = await reading(o, server.pid, null, '');
+    log(`${label}: held RSS ${mb(asIs.min.rss)} as it is (min of ${asIs.samples.map(mb).join(', ')})`);
+    if (insp) {
+      const f = await insp.figures();
+      const c = Object.entries(f.committed).filter(([, v]) => v > 0);
+      log(`${label}: V8 heap before the forced GC: used ${mb(f.heapUsed)}; held per space: ${c.map(([k, v]) => `${k} ${mb(v)}`).join(', ')}`);
+    }
+    const held = insp ? await reading(o, server.pid, insp, snap('held')) : asIs;
+    if (insp) log(`${label}: held RSS ${mb(held.min.rss)} after a forced GC (min of ${held.samples.map(mb).join(', ')})`);
     await sleep(1200); // one more progress report from every client
-    const reasons: Record<string, number> = {};
-    for (const c of clients) for (const [r, n] of Object.entries(c.stats?.reasons ?? {})) reasons[r] = (reasons[r] ?? 0) + n;
-    const up = sum(clients, (s) => s.up);
-    // Client cost: what the main clients grew by (after their own GC), per socket.
-    let clientGrowth = 0;
-    let clientConns = 0;
-    for (const c of main) {
-      clientGrowth += (c.stats?.rss ?? c.readyRss) - c.readyRss;
-      clientConns += c.stats?.up ?? 0;
-    }
     return {
-      up,
+      up: sum(clients, (s) => s.up),
       failed: sum(clients, (s) => s.failed),
       lost: sum(clients, (s) => s.lost),
-      reasons,
+      reasons: reasons(clients),
       cold,
-      warm,
-      held: held.min,
-      heldSamples: held.samples,
-      connectS: seconds,
+      base,
+      asIs,
+      held,
+      connectS,
       pings: sum(clients, (s) => s.pings),
       pongs: sum(clients, (s) => s.pongs),
-      clientBytesPerConn: clientConns ? Math.round(clientGrowth / clientConns) : 0,
+      clientBytesPerConn: clientBytesPerConn(main),
       problems: server.problems,
-      forced,
     };
   } finally {
     insp?.close();
@@ -288,70 +221,53 @@ async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number):
   }
 }
 
-function perConn(p: Phase, o: Options): { total: number; anon: number; file: number; cold: number } {
-  const n = Math.max(1, p.up - o.warmup);
-  return {
-    total: Math.round((p.held.rss - p.warm.rss) / n),
-    anon: Math.round((p.held.anon - p.warm.anon) / n),
-    file: Math.round((p.held.file + p.held.shmem - p.warm.file - p.warm.shmem) / n),
-    cold: Math.round((p.held.rss - p.cold.rss) / Math.max(1, p.up)),
-  };
+function bytesPerConn(p: Phase, o: Options): number {
+  return Math.round((p.held.min.rss - p.base.min.rss) / Math.max(1, p.up - o.warmup));
 }
 
 function summary(p: Phase, o: Options): Record<string, unknown> {
-  const c = perConn(p, o);
+  const n = Math.max(1, p.up - o.warmup);
+  const per = (a: number, b: number): number => Math.round((a - b) / n);
+  const mbs = (x: number): number => +(x / MB).toFixed(1);
+  const h = p.held.heap;
+  const b = p.base.heap;
+  const spaces: Record<string, number> = {};
+  if (h && b) for (const [k, v] of Object.entries(h.spaces)) if (per(v, b.spaces[k] ?? 0) !== 0) spaces[k] = per(v, b.spaces[k] ?? 0);
   return {
     up: p.up,
     failed: p.failed,
     lost: p.lost,
     ...(Object.keys(p.reasons).length ? { reasons: p.reasons } : {}),
-    bytes_per_conn: c.total,
-    anon_bytes_per_conn: c.anon,
-    file_bytes_per_conn: c.file,
-    bytes_per_conn_from_cold: c.cold,
-    rss_cold_mb: +(p.cold.rss / MB).toFixed(1),
-    rss_baseline_mb: +(p.warm.rss / MB).toFixed(1),
-    rss_held_mb: +(p.held.rss / MB).toFixed(1),
-    rss_held_samples_mb: p.heldSamples.map((s) => +(s / MB).toFixed(1)),
+    bytes_per_conn: bytesPerConn(p, o),
+    anon_bytes_per_conn: per(p.held.min.anon, p.base.min.anon),
+    file_bytes_per_conn: per(p.held.min.file + p.held.min.shmem, p.base.min.file + p.base.min.shmem),
+    as_is_bytes_per_conn: per(p.asIs.min.rss, p.base.min.rss),
+    ...(h && b ? { heap_used_per_conn: per(h.heapUsed, b.heapUsed), heap_spaces_per_conn: spaces } : {}),
+    bytes_per_conn_from_cold: Math.round((p.held.min.rss - p.cold.rss) / Math.max(1, p.up)),
+    rss_mb: { cold: mbs(p.cold.rss), baseline: mbs(p.base.min.rss), held_as_is: mbs(p.asIs.min.rss), held: mbs(p.held.min.rss) },
+    held_samples_mb: p.held.samples.map(mbs),
     connect_s: +p.connectS.toFixed(1),
     conns_per_s: Math.round((p.up - o.warmup) / p.connectS),
     pings: p.pings,
     pongs: p.pongs,
     client_rss_per_conn: p.clientBytesPerConn,
-    ...(p.problems.length ? { server_warnings: p.problems.length } : {}),
-    ...(p.forced ? { after_forced_gc: forcedPerConn(p.forced, Math.max(1, p.up - o.warmup)) } : {}),
-  };
-}
-
-function forcedPerConn(f: { warm: HeapFigures; held: HeapFigures }, n: number): Record<string, unknown> {
-  const d = (a: number, b: number): number => Math.round((a - b) / n);
-  const spaces: Record<string, number> = {};
-  for (const [k, v] of Object.entries(f.held.spaces) as Array<[string, number]>) {
-    const per = d(v, f.warm.spaces[k] ?? 0);
-    if (per !== 0) spaces[k] = per;
-  }
-  return {
-    bytes_per_conn: d(f.held.rss, f.warm.rss),
-    heap_used_per_conn: d(f.held.heapUsed, f.warm.heapUsed),
-    external_per_conn: d(f.held.external, f.warm.external),
-    heap_spaces_per_conn: spaces,
+    ...(p.problems.length ? { server_warnings: p.problems } : {}),
   };
 }
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const deadline = Date.now() + o.timeoutS * 1000;
-  const hardStop = setTimeout(() => {
+  setTimeout(() => {
     log(`still running after --timeout-s=${o.timeoutS}: stopping`);
     killAll();
     process.exit(1);
-  }, o.timeoutS * 1000);
-  hardStop.unref();
-  log(`${o.conns} connections (${o.warmup} warm-up), <= ${o.perClient} per client process, PING every ${o.pingS} s, settle ${o.settleS} s`);
+  }, o.timeoutS * 1000).unref();
+  log(`${o.conns} connections (${o.warmup} warm-up), <= ${o.perClient} per client process, PING every ${o.pingS} s, settle ${o.settleS} s, forced GC ${o.gc ? 'on' : 'off'}`);
   const bare = o.only === 'gateway' ? null : await runPhase(o, 'bare', deadline);
   const gw = o.only === 'bare' ? null : await runPhase(o, 'gateway', deadline);
-  const gwB = gw ? perConn(gw, o).total : null;
-  const bareB = bare ? perConn(bare, o).total : null;
+  const gwB = gw ? bytesPerConn(gw, o) : null;
+  const bareB = bare ? bytesPerConn(bare, o) : null;
   const out = {
     bench: 'idle',
     conns: o.conns,
@@ -365,7 +281,7 @@ async function main(): Promise<void> {
     warmup: o.warmup,
     settle_s: o.settleS,
     ping_s: o.pingS,
-    rss: `VmRSS of the process holding the sockets, min of ${o.samples} samples 1 s apart; per conn = (held - after warm-up) / (conns - warmup)`,
+    rss: `VmRSS of the process holding the sockets, min of ${o.samples} samples 1 s apart${o.gc ? ' after a full GC forced through the inspector' : ''}; per conn = (held - baseline after warm-up) / (conns - warmup)`,
     node: process.version,
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -16,6 +16,8 @@ export interface HeapFigures {
   arrayBuffers: number;
   /** Bytes used per V8 space (old_space, new_space, code_space, map_space, large_object_space…). */
   spaces: Record<string, number>;
+  /** Bytes the process holds per V8 space (used or not). */
+  committed: Record<string, number>;
 }
 
 export class Inspector {
@@ -66,7 +68,11 @@ export class Inspector {
 
   /** process.memoryUsage() and per-space usage inside the process. */
   async figures(): Promise<HeapFigures> {
-    const expr = `JSON.stringify({ ...process.memoryUsage(), spaces: Object.fromEntries(process.mainModule.require('v8').getHeapSpaceStatistics().map((s) => [s.space_name, s.space_used_size])) })`;
+    const expr = `(() => {
+      const st = process.mainModule.require('v8').getHeapSpaceStatistics();
+      const by = (f) => Object.fromEntries(st.map((s) => [s.space_name, s[f]]));
+      return JSON.stringify({ ...process.memoryUsage(), spaces: by('space_used_size'), committed: by('physical_space_size') });
+    })()`;
     const r = await this.call<{ result: { value: string } }>('Runtime.evaluate', { expression: expr, returnByValue: true });
     return JSON.parse(r.result.value) as HeapFigures;
   }
