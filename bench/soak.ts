@@ -226,7 +226,7 @@ async function runGateway(o: SoakOptions, deadline: number, tlsFiles: TlsFiles |
     }
     phase = 'gateway: end';
     sampler.sample();
-    return { ramp: r, mem, holdLost, dial, fanout: fan, storm: stormReport, tls, gc: forced.note, reasons: p.reasons(), problems: gw.problems, problemCount: gw.problemCount, clients: specs.length };
+    return { ramp: r, mem, holdLost, dial, fanout: fan, storm: stormReport, tls, gc: forced.note, reasons: p.reasons(), problems: gw.problems, problemCount: gw.problemCount, stderr: gw.stderrTail(), clients: specs.length };
   } finally {
     gc?.close();
     phase = 'gateway: stop';

@@ -250,7 +250,8 @@ function onMoorFrame(i: number, type: number, payload: Buffer): void {
       return;
     case FrameType.ERROR: {
       const e = moor.v1.Error.decode(payload);
-      fail(i, `ERROR ${ERROR_CODE_NAMES[e.code] ?? e.code}`, e.retryAfterMs);
+      // The message without numbers, so reasons group: "ERROR PROTOCOL_ERROR: no HELLO within # ms".
+      fail(i, `ERROR ${ERROR_CODE_NAMES[e.code] ?? e.code}: ${e.message.slice(0, 60).replace(/\d+/g, '#')}`, e.retryAfterMs);
       return;
     }
     default:

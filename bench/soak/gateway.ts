@@ -35,6 +35,8 @@ export interface SoakGateway {
   /** Warnings and errors logged (the first 50), and how many in all. */
   problems: string[];
   problemCount: number;
+  /** The last ~8 KB of the gateway's stderr (a worker that crashes says why there). */
+  stderrTail(): string;
   /** Resolves with the next log line `pred` accepts. */
   waitForLog(pred: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine>;
   stop(): Promise<void>;
@@ -111,6 +113,7 @@ export async function startGateway(o: GatewayOptions, timeoutMs = 60_000): Promi
   let problemCount = 0;
   const waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
   let stderr = '';
+  let tail = '';
   lines(child.stdout as NodeJS.ReadableStream, (line) => {
     let l: LogLine;
     try {
@@ -130,6 +133,7 @@ export async function startGateway(o: GatewayOptions, timeoutMs = 60_000): Promi
   });
   lines(child.stderr as NodeJS.ReadableStream, (line) => {
     o.onStderr?.(line);
+    if (!line.startsWith('Debugger') && !line.startsWith('For help')) tail = `${tail}${line}\n`.slice(-8192);
     if (stderr.length < 20_000 && !line.startsWith('Debugger') && !line.startsWith('For help')) stderr += `${line}\n`;
   });
   let exited = false;
@@ -162,6 +166,7 @@ export async function startGateway(o: GatewayOptions, timeoutMs = 60_000): Promi
     get problemCount() {
       return problemCount;
     },
+    stderrTail: () => tail,
     waitForLog,
     stop: async () => {
       await stop(child, 15_000);

@@ -88,6 +88,8 @@ export interface StormResult {
   accepted: number;
   /** Non-202 answers by status, "fetch" for a request that got no answer (refused, reset). */
   refused: Record<string, number>;
+  /** The first answer body of each non-202 status (truncated). */
+  refusedExamples: Record<string, string>;
   /** Accepted pushes received live or by the replay after a reconnect. */
   received: number;
   /** Accepted pushes only found by a SYNC at verification. */

@@ -45,6 +45,7 @@ export class Pushers {
   private bySync = 0;
   private duplicates = 0;
   private readonly refused: Record<string, number> = {};
+  private readonly refusedExamples: Record<string, string> = {};
 
   constructor(
     private readonly spec: SoakClientSpec,
@@ -60,7 +61,7 @@ export class Pushers {
     return -1;
   }
 
-  private post(body: object, done: (status: number, answer: { seqs?: number[] } | null) => void): void {
+  private post(body: object, done: (status: number, answer: { seqs?: number[] } | null, text: string) => void): void {
     const data = JSON.stringify(body);
     const req = http.request(
       {
@@ -76,17 +77,18 @@ export class Pushers {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
           let answer: { seqs?: number[] } | null = null;
           try {
-            answer = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            answer = JSON.parse(text);
           } catch {}
-          done(res.statusCode ?? 0, answer);
+          done(res.statusCode ?? 0, answer, text);
         });
-        res.on('error', () => done(0, null));
+        res.on('error', (err) => done(0, null, err.message));
       },
     );
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => done(0, null));
+    req.on('error', (err) => done(0, null, err.message));
     req.end(data);
   }
 
@@ -156,7 +158,7 @@ export class Pushers {
     this.sSentAt.push(performance.now());
     this.sGotAt.push(0);
     this.stormInflight++;
-    this.post({ device_id: this.dev.deviceId(i), body: `s${k}`, durable: true }, (status, answer) => {
+    this.post({ device_id: this.dev.deviceId(i), body: `s${k}`, durable: true }, (status, answer, text) => {
       this.stormInflight--;
       this.sStatus[k] = status || -1;
       if (status === 202) {
@@ -164,6 +166,7 @@ export class Pushers {
       } else {
         const key = status ? String(status) : 'fetch';
         this.refused[key] = (this.refused[key] ?? 0) + 1;
+        this.refusedExamples[key] ??= text.slice(0, 300);
       }
     });
   }
@@ -223,6 +226,7 @@ export class Pushers {
       sent: this.sDev.length,
       accepted,
       refused: this.refused,
+      refusedExamples: this.refusedExamples,
       received: accepted - lost.length - this.bySync,
       bySync: this.bySync,
       lost: lost.length,

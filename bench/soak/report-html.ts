@@ -229,14 +229,16 @@ function tables(r: SoakReport): string {
     row('fan-out bare uWS.js msgs/s (t100 ms)', r.bare?.fanout.median ? `${r.bare.fanout.median.msgsPerS} (${r.bare.fanout.median.t100} ms)` : null),
     row('storm: worker killed, sessions lost', s ? `worker ${s.victim} (pid ${s.victimPid}), ${s.lost} sessions` : null),
     row('storm: restart / every device back (ms)', s ? `${s.restartMs ?? 'not seen'} / ${s.backMs ?? 'NOT ALL BACK'}` : null),
-    row('storm: refused / overloaded / failed reconnects', s ? `${s.refused} / ${s.overloaded} / ${s.failedHandshakes}` : null),
+    row('storm: refused / overloaded / failed reconnects', s ? `${s.refused} / ${s.overloaded} / ${s.failedHandshakes}; why: ${JSON.stringify(s.reasons)}` : null),
+    row('storm: non-202 push answers (first body of each status)', s && Object.keys(s.pushes.refusedExamples).length ? s.pushes.refusedExamples : null),
     row('storm: pushes only a SYNC brought (examples)', s?.pushes.syncExamples.length ? s.pushes.syncExamples : null),
     row('storm: durable pushes', s ? `${s.pushes.sent} sent, ${s.pushes.accepted} answered 202, ${s.pushes.received} received, ${s.pushes.bySync} by SYNC only, ${s.pushes.lost} lost, non-202 ${JSON.stringify(s.pushes.refused)}` : null),
     row('memory at 1M connections per worker', `${r.extrapolation.total_gb} GB (user ${(r.extrapolation.user_bytes / 1024 ** 3).toFixed(2)} GB + kernel ${(r.extrapolation.kernel_bytes / 1024 ** 3).toFixed(2)} GB)`),
     row('extrapolation method', r.extrapolation.method),
     row('gateway warnings/errors logged', g.problemCount),
   ].join('');
-  return `<h2>Targets</h2><table class="targets"><tr><th>target</th><th>value</th><th>limit</th><th></th></tr>${t}</table><h2>Figures</h2><table>${figures}</table>`;
+  const logs = g.problems.length || g.stderr ? `<h2>Gateway warnings and errors</h2><details><summary>${g.problemCount} log lines at warn or above (first ${g.problems.length}), and the end of its stderr</summary><pre>${esc([...g.problems, '', g.stderr].join('\n'))}</pre></details>` : '';
+  return `<h2>Targets</h2><table class="targets"><tr><th>target</th><th>value</th><th>limit</th><th></th></tr>${t}</table><h2>Figures</h2><table>${figures}</table>${logs}`;
 }
 
 const CSS = `body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}
@@ -246,7 +248,7 @@ th{background:#f6f6f6;font-weight:600}tr.ok td:last-child{color:#1a7f37;font-wei
 .charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:0;border:1px solid #eee;background:#fff}
 svg .title{font-size:14px;font-weight:600;text-anchor:middle}svg .tick{font-size:11px;fill:#555}svg .axis{font-size:12px;fill:#333}
 svg .legend{font-size:11px;fill:#333}svg .grid{stroke:#eee}svg .frame{fill:none;stroke:#999}svg .marker{stroke:#bbb;stroke-dasharray:3 3}svg .mlabel{font-size:10px;fill:#888}
-.none{padding:12px;color:#888}`;
+.none{padding:12px;color:#888}pre{white-space:pre-wrap;font-size:11px;background:#fafafa;padding:8px;max-height:400px;overflow:auto}`;
 
 export function renderHtml(r: SoakReport): string {
   const sub = `${r.mode} run, ${r.started}, ${r.seconds} s, ${r.options.conns} connections, ${r.options.workers} workers, Node ${r.node}, ${r.machine.cpus} cores, ${r.machine.mem_gb} GB`;

@@ -35,6 +35,7 @@ export interface GatewayRun {
   reasons: Record<string, number>;
   problems: string[];
   problemCount: number;
+  stderr: string;
 }
 
 export interface Target {
@@ -102,7 +103,7 @@ export function buildReport(o: SoakOptions, started: Date, seconds: number, bare
   const memRatio = ratio(gw.mem.bytesPerConn, bare?.mem.bytesPerConn);
   const lost = gw.storm ? gw.storm.pushes.lost : null;
   const targets: Record<string, Target> = {
-    failed_handshakes: { ok: gw.ramp.failed === 0, value: gw.ramp.failed, limit: `0 at ${o.rate}/s` },
+    failed_handshakes: { ok: gw.ramp.failed === 0, value: gw.ramp.failed, limit: `0 at --rate=${o.rate}/s (achieved ${gw.ramp.ratePerS}/s)` },
     fanout_vs_bare: { ok: fanRatio === null ? null : fanRatio >= 0.8, value: fanRatio, limit: '>= 0.8' },
     dial_p99_ms: { ok: Number.isFinite(lat.p99) ? lat.p99 < 50 : false, value: Number.isFinite(lat.p99) ? lat.p99 : null, limit: '< 50' },
     storm_lost_pushes: { ok: lost === null ? null : lost === 0 && gw.storm?.backMs !== null, value: lost, limit: '0, every device back' },

@@ -48,7 +48,7 @@ function sumWhere(r: Record<string, number>, re: RegExp): number {
 }
 
 function merge(rs: StormResult[]): StormResult {
-  const m: StormResult = { sent: 0, accepted: 0, refused: {}, received: 0, bySync: 0, lost: 0, duplicates: 0, lostExamples: [], syncExamples: [], latencies: [] };
+  const m: StormResult = { sent: 0, accepted: 0, refused: {}, refusedExamples: {}, received: 0, bySync: 0, lost: 0, duplicates: 0, lostExamples: [], syncExamples: [], latencies: [] };
   for (const r of rs) {
     m.sent += r.sent;
     m.accepted += r.accepted;
@@ -57,6 +57,7 @@ function merge(rs: StormResult[]): StormResult {
     m.lost += r.lost;
     m.duplicates += r.duplicates;
     for (const [k, v] of Object.entries(r.refused)) m.refused[k] = (m.refused[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(r.refusedExamples)) m.refusedExamples[k] ??= v;
     if (m.lostExamples.length < 10) m.lostExamples.push(...r.lostExamples.slice(0, 10 - m.lostExamples.length));
     if (m.syncExamples.length < 10) m.syncExamples.push(...r.syncExamples.slice(0, 10 - m.syncExamples.length));
     for (const x of r.latencies) m.latencies.push(x);
