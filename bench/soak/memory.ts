@@ -28,7 +28,7 @@ export interface MemCost {
   anonBytesPerConn: number;
   /** Per server process, the same ratio. */
   bytesPerConnEach: number[];
-  /** Δ(socket slab caches + sockstat TCP buffer memory) / Δ(TCP sockets in use). */
+  /** Δ(socket slab caches + sockstat TCP buffer memory) / (2 × connections added): both ends are sockets of this kernel. */
   kernelBytesPerSocket: number;
   /** Client processes: RSS growth since they started, per connection they hold. */
   clientBytesPerConn: number;
@@ -53,7 +53,6 @@ const sum = (xs: number[]): number => xs.reduce((a, b) => a + (b || 0), 0);
 
 export function memCost(warm: MemPoint, held: MemPoint, pool: ClientPool): MemCost {
   const dConns = sum(held.conns) - sum(warm.conns);
-  const dSockets = held.kernel.tcpInuse - warm.kernel.tcpInuse;
   const kBytes = held.kernel.socketSlab + held.kernel.tcpMem - warm.kernel.socketSlab - warm.kernel.tcpMem;
   let clientGrowth = 0;
   let clientConns = 0;
@@ -75,7 +74,8 @@ export function memCost(warm: MemPoint, held: MemPoint, pool: ClientPool): MemCo
       const d = (held.conns[i] ?? 0) - (warm.conns[i] ?? 0);
       return d > 0 ? Math.round((r - (warm.rss[i] ?? 0)) / d) : 0;
     }),
-    kernelBytesPerSocket: dSockets > 0 ? Math.round(kBytes / dSockets) : 0,
+    // Machine-wide figures: other processes' sockets opening or closing meanwhile skew them.
+    kernelBytesPerSocket: dConns > 0 ? Math.max(0, Math.round(kBytes / (2 * dConns))) : 0,
     clientBytesPerConn: clientConns ? Math.round(clientGrowth / clientConns) : 0,
     clientRss,
     clientCpuMsPerConn: clientConns ? +(clientCpu / clientConns).toFixed(3) : 0,

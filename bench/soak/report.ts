@@ -88,7 +88,7 @@ export function extrapolate(mem: MemCost): Extrapolation {
     method:
       'linear: one worker\'s RSS without connections (mean worker RSS at the baseline minus its connections x bytes/conn) ' +
       '+ 1e6 x measured RSS bytes/conn ((sum of held RSS - sum of baseline RSS) / connections added, min of 3 readings each) ' +
-      '+ 1e6 x kernel bytes/socket (delta of socket slab caches + sockstat TCP buffer pages / delta of TCP sockets in use; both ends live in this kernel). ' +
+      '+ 1e6 x kernel bytes/socket (delta of socket slab caches + sockstat TCP buffer pages over the same interval / (2 x connections added): both ends live in this kernel; machine-wide, so skewed by other processes\' sockets). ' +
       'Not measured at 1M: a process here may hold 20,000 fds.',
   };
 }
