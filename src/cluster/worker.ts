@@ -7,6 +7,7 @@ import { createApiServer } from '../api/server';
 import type { Config } from '../config/types';
 import { TokenVerifier } from '../gateway/auth';
 import { WorkerBackend } from '../gateway/backend';
+import { Fleet } from '../gateway/fleet';
 import { Gateway } from '../gateway/gateway';
 import { installWorkerMetrics, requestClusterMetrics } from '../metrics/cluster';
 import { getMetrics } from '../metrics/registry';
@@ -14,7 +15,7 @@ import { openStore } from '../store';
 import { openDeviceListeners } from '../tls/listeners';
 import { UpstreamForwarder } from '../upstream/forwarder';
 import { getLogger, initLogger } from '../util/log';
-import { drainSessions } from './drain';
+import { ADMIT_AFTER_CLOSE_MS, drainSessions } from './drain';
 import { applyLive } from './live';
 import { isMoorMessage, STATS_INTERVAL_MS, type ToPrimary, type ToWorker, type WorkerSpec } from './messages';
 
@@ -32,6 +33,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   installWorkerMetrics(metrics.registry);
 
   const store = await openStore(config);
+  // Fleet mode: presence and the bus in the store's Redis (docs/fleet.md).
+  const fleet = config.store.kind === 'redis' ? await Fleet.open(config, index, spec.boot ?? Date.now().toString(36), getLogger('fleet')) : null;
   const verifier = await TokenVerifier.create({ jwtSecret: config.auth.jwt_secret, jwtPublicKey: config.auth.jwt_public_key });
   const forwarder = new UpstreamForwarder({
     url: config.upstream.url,
@@ -51,8 +54,15 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     workerCount: config.workers,
     meshDir: spec.meshDir,
     resumeEndpoints: [`${advertise}:${spec.resumePorts[index]}`, config.tcp.port ? `${advertise}:${config.tcp.port}` : ''],
+    fleet,
   });
   await gw.start();
+
+  // Devices only once the mesh is whole and this worker's directory shard is loaded:
+  // a (re)started worker that took sessions earlier would register them nowhere and
+  // route pushes through an empty shard (peers start in parallel).
+  if (!(await gw.mesh.whenAllUp(10_000))) log.warn('not every mesh peer is up yet; accepting devices anyway');
+  await gw.loadShard();
 
   // WebSocket (shared port + this worker's resume port) and raw TCP, plain or TLS (src/tls/).
   const devices = await openDeviceListeners(gw, config, [config.ws.port, spec.resumePorts[index]], getLogger('tls'));
@@ -66,7 +76,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
       if (!(await store.ping().catch(() => false))) reasons.push('store unreachable');
       return { ok: reasons.length === 0, reasons };
     },
-    dict: async () => null,
+    dict: (id) => gw.compression.dictBytes(id),
   });
   const api = createApiServer(config, backend, getLogger('api'));
 
@@ -108,8 +118,12 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
       case 'moor:drain': {
         if (draining) return;
         draining = true;
-        gw.draining = true;
         closeDeviceListeners();
+        // Shutdown: not ready and no new session, at once. Rolling restart: connections the
+        // listeners had already accepted still finish their handshake (drain's second pass
+        // sends them GOAWAY) instead of being turned away with a long Retry-After.
+        if (msg.mode === 'roll') setTimeout(() => (gw.draining = true), ADMIT_AFTER_CLOSE_MS).unref();
+        else gw.draining = true;
         // In a rolling restart the other workers answer the API; on shutdown this one
         // keeps accepting pushes (stored for the devices that left) until it exits.
         if (msg.mode === 'roll') api.close();
@@ -122,6 +136,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
             // Held: this worker keeps its directory shard until its successor listens.
             if (msg.hold) await retired;
             api.close();
+            await fleet?.close();
             await store.close().catch((err: unknown) => log.warn({ err }, 'store close failed'));
             process.exit(0);
           })
@@ -133,13 +148,11 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
       }
     }
   });
-  // Announce only once the mesh is whole, so the first pushes route (peers start in parallel).
-  if (!(await gw.mesh.whenAllUp(10_000))) log.warn('not every mesh peer is up yet; announcing anyway');
-  await gw.loadShard();
+  // Logged first, so this line precedes the primary's "moor ready" in the shared stdout.
+  log.info({ ws: config.ws.port, resume: spec.resumePorts[index], tcp: config.tcp.port, api: api.port }, 'worker listening');
   tell({ type: 'moor:listening', index });
   const stats = setInterval(() => tell({ type: 'moor:stats', index, ws: gw.hub.counts[0], tcp: gw.hub.counts[1] }), STATS_INTERVAL_MS);
   stats.unref();
-  log.info({ ws: config.ws.port, resume: spec.resumePorts[index], tcp: config.tcp.port, api: api.port }, 'worker listening');
 }
 
 export function parseWorkerSpec(env: NodeJS.ProcessEnv): WorkerSpec {

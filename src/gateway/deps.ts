@@ -3,12 +3,13 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types';
 import type { Store } from '../store/store';
 import type { TokenVerifier } from './auth';
+import type { Fleet } from './fleet';
 
 /** The gateway's view of the metrics registry (src/metrics/), kept narrow so the hot path stays cheap. */
 export interface GatewayMetrics {
   connOpened(transport: number): void;
   connClosed(transport: number): void;
-  handshake(result: 'ok' | 'auth_failed' | 'protocol_error' | 'timeout' | 'internal'): void;
+  handshake(result: 'ok' | 'auth_failed' | 'protocol_error' | 'timeout' | 'internal' | 'overloaded'): void;
   frameIn(type: number, bytes: number): void;
   frameOut(type: number, bytes: number): void;
   pushesAccepted(n: number): void;
@@ -44,4 +45,6 @@ export interface GatewayDeps {
   meshDir: string;
   /** host:port announced in WELCOME.resume_endpoint, per transport kind. */
   resumeEndpoints: [string, string];
+  /** Fleet mode (store.kind = "redis"): presence and bus in Redis (fleet.ts); absent on a single node. */
+  fleet?: Fleet | null;
 }

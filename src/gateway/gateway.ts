@@ -4,6 +4,8 @@
  * handlers.ts, delivery in delivery.ts; this file owns the session lifecycle.
  */
 
+import { GatewayCompression } from '../compression/gateway';
+import { Flow } from '../flow/flow';
 import { Directory } from '../mesh/directory';
 import { Mesh, type MeshHandler, type MeshMessage, type MeshReply } from '../mesh/mesh';
 import { Op, shardOf } from '../mesh/ops';
@@ -15,7 +17,7 @@ import { errorFrame } from './frames';
 import { handleHello, handleOpenFrame } from './handlers';
 import { GatewayHeartbeat } from './heartbeat';
 import { Hub } from './hub';
-import { Session, SessionState, type SessionStateValue, type Transport } from './session';
+import { SendResult, Session, SessionState, type SessionStateValue, type Transport } from './session';
 import { TimingWheel } from './wheel';
 
 /** Frames a device may pipeline behind HELLO before its token is verified. */
@@ -28,6 +30,10 @@ export class Gateway implements MeshHandler {
   readonly wheel: TimingWheel<Session>;
   /** Smart heartbeat: advice per network class, learnt from how sessions end. */
   readonly heartbeat: GatewayHeartbeat;
+  /** Payload compression: negotiation, per-frame codecs, dictionaries (src/compression/). */
+  readonly compression: GatewayCompression;
+  /** Flow control: accept and inbound limits, push pacing, priority lanes, slow consumers (src/flow/). */
+  readonly flow: Flow;
   /** Set by the WebSocket transport: publishes a frame to a topic's WS subscribers. */
   publish: (topic: string, frame: Uint8Array) => number = () => 0;
   draining = false;
@@ -44,19 +50,26 @@ export class Gateway implements MeshHandler {
     this.mesh = new Mesh(workerIndex, workerCount, meshDir, this, log.child({ component: 'mesh' }));
     this.wheel = new TimingWheel<Session>(1000, 1024, (s, now) => this.expire(s, now));
     this.heartbeat = new GatewayHeartbeat(this);
+    this.compression = new GatewayCompression(this);
+    this.flow = new Flow(this);
     this.presenceOut = Array.from({ length: workerCount }, () => []);
     this.presenceDone = Array.from({ length: workerCount }, () => []);
   }
 
   async start(): Promise<void> {
     await this.heartbeat.start();
+    await this.compression.start();
     this.wheel.start();
+    this.flow.start();
     await this.mesh.listen();
+    await this.deps.fleet?.start(this);
   }
 
   stop(): void {
     this.heartbeat.stop();
+    this.compression.stop();
     this.wheel.stop();
+    this.flow.stop();
     this.mesh.close();
   }
 
@@ -82,7 +95,9 @@ export class Gateway implements MeshHandler {
   /** Send a frame, counting it. */
   send(s: Session, type: number, frame: Uint8Array): number {
     this.deps.metrics.frameOut(type, frame.length);
-    return s.transport.send(s, frame);
+    const r = s.transport.send(s, frame);
+    if (r !== SendResult.OK) this.flow.sendBlocked(s);
+    return r;
   }
 
   /** Answer with ERROR `code` and close (protocol.md: the server closes right after it). */
@@ -124,21 +139,27 @@ export class Gateway implements MeshHandler {
     if (s.deviceId && this.hub.remove(s)) this.presence(0, s);
     // Idle closes and replaced sessions alike: how a session ended is heartbeat evidence.
     if (s.hb !== 0) this.heartbeat.closed(s, Date.now());
+    if (s.cx !== 0) this.compression.closed(s);
     this.deps.metrics.connClosed(s.transport.kind);
   }
 
   /** Every decoded frame from a device. The payload is only valid during this call. */
   frame(s: Session, type: number, flags: number, stream: number, payload: Buffer): void {
     if (s.state >= SessionState.CLOSING) return;
-    this.deps.metrics.frameIn(type, headerSize(stream, payload.length) + payload.length);
+    const bytes = headerSize(stream, payload.length) + payload.length;
+    this.deps.metrics.frameIn(type, bytes);
     const now = Date.now();
+    if (!this.flow.inbound(s, bytes, now)) return;
     const quietMs = now - s.lastSeen;
     s.lastSeen = now;
     if (!DEVICE_TO_GATEWAY.has(type)) {
       return this.fail(s, ErrorCode.PROTOCOL_ERROR, `${FRAME_TYPE_NAMES[type]} frames are not sent by devices`);
     }
     if ((flags & FLAG_CODEC_MASK) !== 0) {
-      return this.fail(s, ErrorCode.UNSUPPORTED, 'compressed frames need a codec negotiated in WELCOME');
+      // UNSUPPORTED without a negotiated codec; FRAME_TOO_LARGE past max_frame; PROTOCOL_ERROR if corrupt.
+      const plain = this.compression.inflate(s, flags, payload);
+      if (plain === null) return;
+      payload = plain;
     }
     if ((type === FrameType.REQUEST) !== (stream !== 0)) {
       return this.fail(s, ErrorCode.PROTOCOL_ERROR, type === FrameType.REQUEST ? 'REQUEST needs a stream id other than 0' : `stream must be 0 on ${FRAME_TYPE_NAMES[type]}`);
@@ -185,6 +206,12 @@ export class Gateway implements MeshHandler {
       return this.drop(s);
     }
     if (s.state >= SessionState.CLOSING) return;
+    if (s.state === SessionState.AUTHENTICATING) {
+      // HELLO came in time but we could not finish it (store or token checks backed up):
+      // that is our overload, so the device is told to come back later, spread out.
+      this.deps.metrics.handshake('overloaded');
+      return this.fail(s, ErrorCode.OVERLOADED, 'the gateway is overloaded; retry later', 1_000 + Math.floor(Math.random() * 9_000));
+    }
     this.deps.metrics.handshake('timeout');
     if (s.state === SessionState.PREFACE) return this.drop(s);
     this.fail(s, ErrorCode.PROTOCOL_ERROR, `no HELLO within ${this.deps.config.limits.handshake_timeout_ms} ms`);
@@ -193,6 +220,8 @@ export class Gateway implements MeshHandler {
   // ---- presence directory ----
 
   private presence(kind: 0 | 1, s: Session, done?: () => void): void {
+    // Fleet mode: presence lives in Redis (fleet.ts), not in the node's directory shards.
+    if (this.deps.fleet) return this.deps.fleet.track(kind, s, done);
     const shard = shardOf(s.deviceId, this.deps.workerCount);
     this.presenceOut[shard].push([kind, s.deviceId, this.deps.workerIndex, s.sid]);
     if (done) this.presenceDone[shard].push(done);
@@ -236,16 +265,20 @@ export class Gateway implements MeshHandler {
   }
 
   onPeerUp(peer: number): void {
+    if (this.deps.fleet) return;
     // The peer may have restarted with an empty shard: tell it every device it should know.
     const ops = this.sessionsOfShard(peer);
     if (ops.length) this.mesh.send(peer, Op.PRESENCE, { ops });
   }
 
-  /** Presence registrations for every open session here whose directory shard is `shard`. */
+  /** Presence registrations for every session held here whose directory shard is `shard`. */
   private sessionsOfShard(shard: number): Array<[number, string, number, number]> {
     const ops: Array<[number, string, number, number]> = [];
     for (const s of this.hub.byDevice.values()) {
-      if (s.state === SessionState.OPEN && shardOf(s.deviceId, this.deps.workerCount) === shard) ops.push([1, s.deviceId, this.deps.workerIndex, s.sid]);
+      // Sessions still between HELLO and WELCOME count too: their registration may be the one that failed.
+      if (s.state >= SessionState.AUTHENTICATING && s.state <= SessionState.OPEN && shardOf(s.deviceId, this.deps.workerCount) === shard) {
+        ops.push([1, s.deviceId, this.deps.workerIndex, s.sid]);
+      }
     }
     return ops;
   }
@@ -255,6 +288,7 @@ export class Gateway implements MeshHandler {
    * so a push routed through it finds devices that were connected all along.
    */
   async loadShard(): Promise<void> {
+    if (this.deps.fleet) return;
     const me = this.deps.workerIndex;
     await Promise.all(
       Array.from({ length: this.deps.workerCount }, (_, peer) => peer)

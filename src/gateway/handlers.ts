@@ -28,6 +28,10 @@ export function handleHello(gw: Gateway, s: Session, payload: Buffer): void {
   }
   s.state = SessionState.AUTHENTICATING;
   s.deviceId = deviceId;
+  // HELLO arrived: the deadline now bounds our own work (token, store, directory).
+  gw.wheel.schedule(s, Date.now() + gw.deps.config.limits.handshake_timeout_ms);
+  // Negotiated now so frames pipelined behind HELLO may already be compressed.
+  gw.compression.hello(s, hello.codecs, hello.dictIds);
   authenticate(gw, s, hello).catch((err) => {
     gw.deps.log.error({ err, device: deviceId }, 'handshake failed');
     gw.fail(s, ErrorCode.INTERNAL, 'internal error during handshake');
@@ -80,7 +84,7 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   // last_seq is what the device has processed: an implicit cumulative ACK.
   const implicit = Math.min(lastSeq, heads.headSeq);
   if (implicit > s.ackedSeq) ack(gw, s, implicit, []);
-  if (s.transport.kind === TransportKind.TCP) s.topics = topics.length ? topics.map(topicKey).concat(ALL_TOPIC) : [ALL_TOPIC];
+  if (s.transport.kind === TransportKind.TCP) s.topics = (topics.length ? topics.map(topicKey).concat(ALL_TOPIC) : [ALL_TOPIC]).map((k) => gw.compression.topic(k, s));
   // WELCOME waits until the directory shard knows this session: from then on the API
   // sees the device online and routes its pushes here. Until WELCOME the session is not
   // OPEN, so nothing is sent before it; durable pushes meanwhile are left to the replay.
@@ -95,9 +99,7 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
     welcomeFrame({
       sessionId: gw.sessionId(s),
       heartbeatMs: s.heartbeatMs,
-      codec: v1.Codec.IDENTITY,
-      dictId: 0,
-      dictUrl: '',
+      ...gw.compression.welcome(s, hello.dictIds),
       resumeEndpoint: deps.resumeEndpoints[s.transport.kind],
       maxFrame: deps.config.limits.max_frame,
       serverTimeMs: now,
@@ -105,8 +107,8 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
     }),
   );
   if (s.transport.kind === TransportKind.WS) {
-    for (const t of topics) s.transport.subscribe(s, topicKey(t));
-    s.transport.subscribe(s, ALL_TOPIC);
+    for (const t of topics) s.transport.subscribe(s, gw.compression.topic(topicKey(t), s));
+    s.transport.subscribe(s, gw.compression.topic(ALL_TOPIC, s));
   }
   deps.metrics.handshake('ok');
   gw.wheel.schedule(s, now + gw.idleTimeoutMs(s));
