@@ -6,9 +6,10 @@
  *
  * For each server, in turn: start it; connect `warmup` connections (so one-time costs
  * such as JIT code, key import and store setup land before the baseline); take the
- * baseline; connect the rest from several client processes (each bound to its own
- * source address 127.0.0.x, <= --per-client sockets each); hold them `settle` seconds
- * (gateway sessions PING meanwhile); take the held reading; stop everything.
+ * baseline; connect the rest in two waves from several client processes (each bound to
+ * its own source address 127.0.0.x, <= --per-client sockets each), with a reading
+ * after the first; hold them `settle` seconds (gateway sessions PING meanwhile); take
+ * the held reading; stop everything.
  *
  * A reading is VmRSS of the process holding the sockets (the gateway's only worker)
  * from /proc, the minimum of `samples` readings one second apart. By default each
@@ -16,9 +17,13 @@
  * (SIGUSR1 + HeapProfiler.collectGarbage, see lib/inspector.ts): without it the reading
  * depends on when V8 last shrank its young generation, which grows to ~30 MB in a
  * connect storm and is given back 15-60+ s later (a fixed cost, not a per-session one,
- * but 2 KB per connection at 15,000). The readings without a forced GC are reported
+ * but 2 KB per connection at 15,000). The held reading without a forced GC is reported
  * too (`as_is_bytes_per_conn`); `--no-gc` skips the inspector altogether.
- * bytes_per_conn = (held - baseline) / (conns - warmup).
+ *
+ *   bytes_per_conn          = (held - baseline) / (conns - warmup)
+ *   marginal_bytes_per_conn = (held - after wave 1) / (connections of wave 2): what one
+ *                             more session costs once the storm's one-time growth is paid
+ *   rss_parts_per_conn      = the bytes_per_conn delta split by kind of mapping (smaps)
  *
  * Progress on stderr; one JSON line on stdout. Exit code 1 when connections failed.
  */
@@ -26,7 +31,7 @@ import path from 'node:path';
 import { type Client, clientBytesPerConn, connectAll, reasons, startClient, sum } from './lib/client-pool';
 import type { ClientSpec } from './lib/idle-client';
 import { type HeapFigures, Inspector } from './lib/inspector';
-import { killAll, minRss, type Rss, readRss, sleep } from './lib/procs';
+import { killAll, minRss, type Rss, type RssBreakdown, readBreakdown, readRss, sleep } from './lib/procs';
 import { type Server, startBare, startGateway } from './lib/servers';
 
 interface Options {
@@ -104,6 +109,8 @@ interface Reading {
   samples: number[];
   /** With the inspector: heap figures right after the forced GC. */
   heap: HeapFigures | null;
+  /** Resident bytes by kind of mapping, read right after the samples. */
+  parts: RssBreakdown;
 }
 
 interface Phase {
@@ -113,6 +120,9 @@ interface Phase {
   reasons: Record<string, number>;
   cold: Rss;
   base: Reading;
+  /** After the first wave (midUp connections up). */
+  mid: Reading;
+  midUp: number;
   /** Held, before any forced GC. */
   asIs: Reading;
   held: Reading;
@@ -123,21 +133,25 @@ interface Phase {
   problems: string[];
 }
 
-/** Forced GC (when attached), a second for V8 to hand pages back, then min of samples. */
+/**
+ * Forced GC (when attached), a second for V8 to hand pages back, then min of samples.
+ * A heap snapshot comes last: taking one grows the heap (later readings show it).
+ */
 async function reading(o: Options, pid: number, insp: Inspector | null, snapshot: string): Promise<Reading> {
   let heap: HeapFigures | null = null;
   if (insp) {
     await insp.gc();
     heap = await insp.figures();
-    if (snapshot) {
-      await insp.snapshot(snapshot);
-      log(`heap snapshot written to ${snapshot}`);
-      await insp.gc();
-    }
     await sleep(1000);
   }
   const r = await minRss(pid, o.samples, 1000);
-  return { ...r, heap };
+  const parts = readBreakdown(pid);
+  if (insp && snapshot) {
+    await insp.snapshot(snapshot);
+    log(`heap snapshot written to ${snapshot} (RSS readings after it are inflated by it)`);
+    await insp.gc();
+  }
+  return { ...r, heap, parts };
 }
 
 async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number): Promise<Phase> {
@@ -172,16 +186,29 @@ async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number):
     const base = await reading(o, server.pid, insp, snap('baseline'));
     log(`${label}: ${o.warmup} warm-up connections; baseline RSS ${mb(base.min.rss)}${insp ? ' (after a forced GC)' : ''}`);
 
-    const rest = o.conns - o.warmup;
-    const procs = Math.ceil(rest / o.perClient);
-    const main: Client[] = [];
-    for (let k = 0; k < procs; k++) {
-      const first = o.warmup + Math.floor((k * rest) / procs);
-      const end = o.warmup + Math.floor(((k + 1) * rest) / procs);
-      main.push(await startClient({ ...spec, localAddress: `127.0.0.${3 + k}`, first, count: end - first }));
-    }
-    clients.push(...main);
-    const connectS = await connectAll(label, main, deadline, log);
+    // The rest in two waves, with a reading between: the second wave's cost is the
+    // marginal one, free of what the first storm grew once (arenas, code, young generation).
+    let nextAddr = 3;
+    const wave = async (first: number, end: number, name: string): Promise<{ clients: Client[]; seconds: number }> => {
+      const procs = Math.ceil((end - first) / o.perClient);
+      const started: Client[] = [];
+      for (let k = 0; k < procs; k++) {
+        const a = first + Math.floor((k * (end - first)) / procs);
+        const b = first + Math.floor(((k + 1) * (end - first)) / procs);
+        started.push(await startClient({ ...spec, localAddress: `127.0.0.${nextAddr++}`, first: a, count: b - a }));
+      }
+      clients.push(...started);
+      return { clients: started, seconds: await connectAll(`${label} ${name}`, started, deadline, log) };
+    };
+    const half = o.warmup + Math.floor((o.conns - o.warmup) / 2);
+    const w1 = await wave(o.warmup, half, 'wave 1');
+    await sleep(Math.min(5, o.settleS) * 1000);
+    const midUp = sum(clients, (s) => s.up);
+    const mid = await reading(o, server.pid, insp, '');
+    log(`${label}: ${midUp} up; RSS ${mb(mid.min.rss)}${insp ? ' (after a forced GC)' : ''}`);
+    const w2 = await wave(half, o.conns, 'wave 2');
+    const main = [...w1.clients, ...w2.clients];
+    const connectS = w1.seconds + w2.seconds;
     log(`${label}: ${sum(clients, (s) => s.up)} up in ${connectS.toFixed(1)} s; settling ${o.settleS} s`);
     for (let t = 0; t < o.settleS; t += 5) {
       await sleep(Math.min(5, o.settleS - t) * 1000);
@@ -206,6 +233,8 @@ async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number):
       reasons: reasons(clients),
       cold,
       base,
+      mid,
+      midUp,
       asIs,
       held,
       connectS,
@@ -225,6 +254,11 @@ function bytesPerConn(p: Phase, o: Options): number {
   return Math.round((p.held.min.rss - p.base.min.rss) / Math.max(1, p.up - o.warmup));
 }
 
+/** Per connection of the second wave only: (held - after wave 1) / its connections. */
+function marginal(p: Phase): number {
+  return Math.round((p.held.min.rss - p.mid.min.rss) / Math.max(1, p.up - p.midUp));
+}
+
 function summary(p: Phase, o: Options): Record<string, unknown> {
   const n = Math.max(1, p.up - o.warmup);
   const per = (a: number, b: number): number => Math.round((a - b) / n);
@@ -241,10 +275,18 @@ function summary(p: Phase, o: Options): Record<string, unknown> {
     bytes_per_conn: bytesPerConn(p, o),
     anon_bytes_per_conn: per(p.held.min.anon, p.base.min.anon),
     file_bytes_per_conn: per(p.held.min.file + p.held.min.shmem, p.base.min.file + p.base.min.shmem),
+    marginal_bytes_per_conn: marginal(p),
     as_is_bytes_per_conn: per(p.asIs.min.rss, p.base.min.rss),
+    rss_parts_per_conn: {
+      malloc_main: per(p.held.parts.mallocMain, p.base.parts.mallocMain),
+      malloc_threads: per(p.held.parts.mallocThreads, p.base.parts.mallocThreads),
+      anon_other: per(p.held.parts.anonOther, p.base.parts.anonOther),
+      store_file: per(p.held.parts.storeFile, p.base.parts.storeFile),
+      code_file: per(p.held.parts.codeFile, p.base.parts.codeFile),
+    },
     ...(h && b ? { heap_used_per_conn: per(h.heapUsed, b.heapUsed), heap_spaces_per_conn: spaces } : {}),
     bytes_per_conn_from_cold: Math.round((p.held.min.rss - p.cold.rss) / Math.max(1, p.up)),
-    rss_mb: { cold: mbs(p.cold.rss), baseline: mbs(p.base.min.rss), held_as_is: mbs(p.asIs.min.rss), held: mbs(p.held.min.rss) },
+    rss_mb: { cold: mbs(p.cold.rss), baseline: mbs(p.base.min.rss), wave_1: mbs(p.mid.min.rss), held_as_is: mbs(p.asIs.min.rss), held: mbs(p.held.min.rss) },
     held_samples_mb: p.held.samples.map(mbs),
     connect_s: +p.connectS.toFixed(1),
     conns_per_s: Math.round((p.up - o.warmup) / p.connectS),
@@ -274,6 +316,7 @@ async function main(): Promise<void> {
     bytes_per_conn: gwB,
     bare_uws_bytes_per_conn: bareB,
     ratio: gwB !== null && bareB ? +(gwB / bareB).toFixed(2) : null,
+    marginal_ratio: gw && bare ? +(marginal(gw) / Math.max(1, marginal(bare))).toFixed(2) : null,
     target_ratio: 1.5,
     gateway: gw ? summary(gw, o) : null,
     bare_uws: bare ? summary(bare, o) : null,

@@ -24,6 +24,43 @@ export function readRss(pid: number): Rss {
   return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile'), shmem: kb('RssShmem') };
 }
 
+/** Resident bytes by kind of mapping, from /proc/<pid>/smaps. */
+export interface RssBreakdown {
+  /** The main thread's malloc heap (brk): uWS's sockets, N-API and libuv allocations. */
+  mallocMain: number;
+  /** glibc arenas of other threads (libuv pool: crypto; lmdb's writer). */
+  mallocThreads: number;
+  /** Other anonymous memory: V8's heap pages and large mmap'd allocations. */
+  anonOther: number;
+  /** The embedded store's memory-mapped files (*.mdb): page cache, shared, reclaimable. */
+  storeFile: number;
+  /** Other file mappings: executable and library pages. */
+  codeFile: number;
+}
+
+const ARENA = 64 * 1024 * 1024;
+
+export function readBreakdown(pid: number): RssBreakdown {
+  const out: RssBreakdown = { mallocMain: 0, mallocThreads: 0, anonOther: 0, storeFile: 0, codeFile: 0 };
+  const maps: Array<{ lo: number; hi: number; perm: string; name: string; rss: number }> = [];
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) maps.push({ lo: Number.parseInt(m[1], 16), hi: Number.parseInt(m[2], 16), perm: m[3], name: m[4], rss: 0 });
+    else if (line.startsWith('Rss:') && maps.length) maps[maps.length - 1].rss = Number(line.split(/\s+/)[1]) * 1024;
+  }
+  for (let i = 0; i < maps.length; i++) {
+    const m = maps[i];
+    const next = maps[i + 1];
+    if (m.name === '[heap]') out.mallocMain += m.rss;
+    else if (m.name.endsWith('.mdb')) out.storeFile += m.rss;
+    else if (m.name.startsWith('/')) out.codeFile += m.rss;
+    // A thread arena: 64 MiB aligned, its unused tail reserved (---p) right after it.
+    else if (!m.name && m.lo % ARENA === 0 && next && next.perm === '---p' && next.hi - m.lo === ARENA) out.mallocThreads += m.rss;
+    else if (!m.name || m.name.startsWith('[anon')) out.anonOther += m.rss;
+  }
+  return out;
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
