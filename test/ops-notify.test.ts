@@ -82,6 +82,7 @@ describe('the gateway under systemd (Type=notify)', () => {
 
   test('READY=1 once every worker listens, with a STATUS line, from the primary only', async () => {
     const ready = await sock.waitFor((n) => n.fields.READY === '1');
+    // Workers log "worker listening" before they tell the primary, on the same stdout.
     const listening = gw.logs.filter((l) => l.msg === 'worker listening');
     assert.equal(listening.length, 2);
     for (const l of listening) assert.ok(Date.parse(l.time as string) <= ready.at, 'READY came after every worker listened');

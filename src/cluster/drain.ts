@@ -13,8 +13,10 @@ import { FrameType, GoAwayReason } from '../protocol/constants';
 /** GOAWAYs sent per event-loop turn: a million devices must not block the loop for seconds. */
 const BATCH = 5_000;
 const POLL_MS = 100;
-/** Sessions that finish their handshake after the first pass are caught by a second one. */
+/** Sessions that finish their handshake after the first pass are caught by a second one... */
 const SECOND_PASS_MS = 1_000;
+/** ...which is why a rolling restart admits handshakes under way for no longer than this. */
+export const ADMIT_AFTER_CLOSE_MS = SECOND_PASS_MS / 2;
 /** Lets the directory removals of the last closed sessions reach their shards. */
 const PRESENCE_FLUSH_MS = 200;
 

@@ -69,6 +69,8 @@ export class WorkerPool {
   stopping = false;
   /** Called once, when every slot first has a listening worker. */
   onReady: () => void = () => {};
+  /** Called whenever a worker starts listening. */
+  onListening: (p: WorkerProc) => void = () => {};
   private ready = false;
   private readonly watchers = new Set<() => void>();
   private hungTimer: NodeJS.Timeout | null = null;
@@ -185,6 +187,7 @@ export class WorkerPool {
       case 'moor:listening':
         p.listening = true;
         p.lastReport = Date.now();
+        this.onListening(p);
         if (this.ready) this.log.info({ worker: p.index, worker_pid: p.pid }, 'worker back');
         else if (this.slots.every((s) => s.current?.listening)) {
           this.ready = true;

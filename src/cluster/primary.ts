@@ -17,7 +17,7 @@ import { installPrimaryMetricsResponder } from '../metrics/cluster';
 import { TicketKeyService } from '../tls/primary';
 import { getLogger, initLogger } from '../util/log';
 import { WorkerPool } from './pool';
-import { reloadConfig } from './reload';
+import { lastReload, reloadConfig } from './reload';
 import { rollingRestart } from './roll';
 import { SystemdLink } from './systemd';
 
@@ -85,6 +85,10 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
   };
   const systemd = new SystemdLink({ problems: (now) => pool.problems(now), status }, log);
 
+  pool.onListening = (p) => {
+    const reloaded = lastReload();
+    if (reloaded) p.send(reloaded);
+  };
   pool.onReady = () => {
     log.info(
       { ws: resolved.ws.port, ws_path: resolved.ws.path, tcp: resolved.tcp.port, api: resolved.api.port, api_host: resolved.api.host, resume: resumePorts, workers: resolved.workers, store: resolved.store.kind },
@@ -97,6 +101,7 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
     if (draining) {
       if (signal !== 'SIGINT') return void log.info({ signal }, 'already draining');
       log.warn('second SIGINT: stopping without waiting for the drain');
+      forced = true;
       for (const p of pool.procs()) p.kill('SIGKILL');
       return;
     }
@@ -107,7 +112,6 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
     phase = 'draining';
     log.info({ signal, window_ms: windowMs, grace_ms: graceMs }, 'draining');
     systemd.stopping(stopMs);
-    let forced = false;
     for (const p of pool.procs()) {
       if (!p.listening) {
         // Still starting: it holds no device, and may not have its message handler yet.

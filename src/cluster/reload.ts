@@ -8,7 +8,7 @@ import { ConfigError, formatIssues } from '../config/errors';
 import { CONFIG_KEYS, type ConfigKey, getKey, reloadPlan, setKey, specOf } from '../config/schema';
 import type { Config } from '../config/types';
 import { setLogLevel } from '../util/log';
-import type { LiveValues } from './messages';
+import type { LiveValues, ToWorker } from './messages';
 import type { WorkerPool } from './pool';
 
 /** How long workers get to confirm a reload before it is reported without them. */
@@ -32,6 +32,15 @@ export interface ReloadOutcome {
 }
 
 let generation = 0;
+let last: ToWorker | null = null;
+
+/**
+ * The last reload's message, for a worker that starts listening afterwards: one forked
+ * before the reload (a crash restart under way) never saw it.
+ */
+export function lastReload(): ToWorker | null {
+  return last;
+}
 
 /** Every live key's current value: a worker applies them all, idempotently. */
 export function liveValues(config: Config): LiveValues {
@@ -73,7 +82,8 @@ export async function reloadConfig(ctx: ReloadContext): Promise<ReloadOutcome> {
 
   const gen = ++generation;
   const targets = pool.procs().filter((p) => p.listening && !p.retiring);
-  for (const p of pool.procs()) p.send({ type: 'moor:reload', generation: gen, live: liveValues(resolved), changed });
+  last = { type: 'moor:reload', generation: gen, live: liveValues(resolved), changed };
+  for (const p of pool.procs()) p.send(last);
   const acked = await pool.until(() => (targets.every((p) => p.exited || p.generation >= gen) ? true : null), ACK_TIMEOUT_MS);
   const missing = targets.filter((p) => !p.exited && p.generation < gen).map((p) => p.index);
   const fields = { applied: plan.live, refused: plan.restart, ...(acked ? {} : { not_confirmed_by: missing }) };

@@ -103,6 +103,7 @@ async function replaceDrainFirst(ctx: RollContext, i: number, began: number): Pr
   }
   // The new code does not start: the pool keeps restarting it with backoff, and the old
   // process keeps directory shard i until one of them listens.
+  if (ctx.stopping()) return false;
   log.error({ worker: i }, `rolling restart: the new worker ${i} did not start within ${START_TIMEOUT_MS / 1000} s`);
   pool.until(() => (slot.current?.listening || old.exited || pool.stopping ? true : null), FOREVER_MS).then(() => old.send({ type: 'moor:retire' }));
   return false;

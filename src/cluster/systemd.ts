@@ -78,7 +78,7 @@ export class SystemdLink {
     }
     this.unhealthy = problems;
     const fields: Record<string, string | number> = {};
-    // Before READY, TimeoutStartSec guards start-up; after STOPPING, TimeoutStopSec.
+    // Fed unconditionally before READY (TimeoutStartSec guards start-up), never after STOPPING.
     if (this.watchdogEveryMs > 0 && !this.stopped && problems.length === 0 && now - this.lastPing >= this.watchdogEveryMs) {
       fields.WATCHDOG = 1;
       this.lastPing = now;
