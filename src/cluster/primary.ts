@@ -74,6 +74,7 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
 
   let phase = '';
   let draining = false;
+  let forced = false;
   let rolling = false;
   let reloading: Promise<unknown> | null = null;
   let reloadAgain = false;
