@@ -155,7 +155,8 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
       .catch((err: unknown) => log.error({ err }, 'reload failed; still running on the old config'))
       .finally(() => {
         reloading = null;
-        systemd.reloaded();
+        // SIGTERM may have come meanwhile: READY=1 after STOPPING=1 would confuse systemd.
+        if (!draining) systemd.reloaded();
         if (reloadAgain) {
           reloadAgain = false;
           reload();
