@@ -212,6 +212,8 @@ function coerce(spec: AnySpec, raw: unknown, text: boolean): Coerced {
       }
       return { value: raw };
     }
+    case 'tables':
+      return spec.parse!(raw, text);
     case 'string': {
       if (typeof raw !== 'string') return { error: 'must be a string', hint: 'quote it in TOML: key = "value"' };
       if (spec.nonEmpty && raw.trim() === '') return { error: 'must not be empty' };

@@ -4,6 +4,7 @@
  * not here (or the other way round) fails to compile. api.md is the contract for names.
  */
 import os from 'node:os';
+import { parseUnits } from '../flow/units';
 import { DEFAULT_MAX_FRAME, MAX_MAX_FRAME } from '../protocol/constants';
 import type { Config } from './types';
 
@@ -38,13 +39,16 @@ type Shape<V> = [V] extends [number]
   ? { kind: 'int'; min: number; max: number }
   : [V] extends [readonly string[]]
     ? { kind: 'list' }
-    : string extends V
+    : [V] extends [readonly object[]]
+      ? { kind: 'tables'; /** checks the file's array of tables, or env/flag text */ parse: (raw: unknown, text: boolean) => { value: V } | { error: string; hint?: string } }
+      : string extends V
       ? { kind: 'string'; nonEmpty?: boolean; /** a file or directory: made absolute */ path?: boolean }
       : { kind: 'enum'; values: readonly V[] };
 export type KeySpec<V = unknown> = Common<V> & Shape<V>;
 /** The loosely typed view load.ts and help work with. */
 export type AnySpec = Common<unknown> & {
-  kind: 'int' | 'string' | 'list' | 'enum';
+  kind: 'int' | 'string' | 'list' | 'enum' | 'tables';
+  parse?: (raw: unknown, text: boolean) => { value: unknown } | { error: string; hint?: string };
   min?: number;
   max?: number;
   values?: readonly string[];
@@ -211,6 +215,72 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
   'limits.max_buffered': {
     kind: 'int', min: 1024, max: 1024 * MiB, default: 262_144,
     doc: 'bytes a session may buffer before sends are dropped',
+  },
+  // Flow control (src/flow/, README "Flow control"): all read at use, so all live.
+  // 5,000/s per worker: a worker verifies ~20k HS256 HELLOs/s, so a storm leaves it room
+  // for the sessions it holds; soak ramps at 2,000/s over all workers.
+  'limits.accept_per_s': {
+    kind: 'int', min: 1, max: 1_000_000, default: 5_000, live: true,
+    doc: 'new connections (WebSocket upgrades and TCP accepts) per second per worker; more get 503 / ERROR OVERLOADED',
+  },
+  'limits.accept_burst': {
+    kind: 'int', min: 1, max: 10_000_000, default: 10_000, live: true,
+    doc: 'connections a worker accepts at once above accept_per_s',
+  },
+  'limits.accept_retry_max_ms': {
+    kind: 'int', min: 1000, max: 3_600_000, default: 60_000, live: true,
+    doc: 'ceiling of the retry delay a refused connection is given (uniform from 1 s up to refusals per second / accept_per_s)',
+  },
+  // A heartbeating, ACKing device sends a few frames a minute; 50/s with bursts of 500
+  // leaves room for a replay's ACKs and request bursts, and cuts a runaway loop in ~10 s.
+  'limits.in_frames_per_s': {
+    kind: 'int', min: 1, max: 1_000_000, default: 50, live: true,
+    doc: 'device frames per second per session; a session that uses its burst and stays above is RATE_LIMITED and closed',
+  },
+  'limits.in_frames_burst': {
+    kind: 'int', min: 1, max: 10_000_000, default: 500, live: true,
+    doc: 'device frames a session may send at once above in_frames_per_s (at least in_frames_per_s)',
+  },
+  'limits.in_bytes_per_s': {
+    kind: 'int', min: 1024, max: 1024 * MiB, default: 262_144, live: true,
+    doc: 'device bytes per second per session (frame headers included)',
+  },
+  'limits.in_bytes_burst': {
+    kind: 'int', min: 1024, max: 1024 * MiB, default: 2 * MiB, live: true,
+    doc: 'device bytes a session may send at once above in_bytes_per_s; never less than one max_frame',
+  },
+  'limits.push_per_s': {
+    kind: 'int', min: 1, max: 1_000_000, default: 1_000, live: true,
+    doc: 'default unit: target devices per second per API key per worker; above it pushes are queued and paced',
+  },
+  'limits.push_burst': {
+    kind: 'int', min: 1, max: 10_000_000, default: 2_000, live: true,
+    doc: 'default unit: target devices an API key may push at once above push_per_s',
+  },
+  'limits.push_queue': {
+    kind: 'int', min: 0, max: 1_000_000, default: 10_000, live: true,
+    doc: 'default unit: pushes that may wait per API key per worker; beyond it 429 + Retry-After',
+  },
+  'limits.push_queue_bytes': {
+    kind: 'int', min: 0, max: 1024 * MiB, default: 64 * MiB, live: true,
+    doc: 'default unit: bytes those waiting pushes may hold (a durable push holds ~100 + its device ids; its body is in the inbox)',
+  },
+  'limits.slow_ms': {
+    kind: 'int', min: 100, max: 3_600_000, default: 30_000, live: true,
+    doc: 'a session whose unsent bytes stay above max_buffered / 4 this long is closed (ERROR OVERLOADED, "slow consumer")',
+  },
+  // Weights 8:4:1: with every lane busy, high gets 8/13 of a worker's writes, bulk 1/13.
+  'lanes.weight_high': { kind: 'int', min: 1, max: 1000, default: 8, live: true, doc: 'share of a scheduler turn for high-priority device pushes' },
+  'lanes.weight_normal': { kind: 'int', min: 1, max: 1000, default: 4, live: true, doc: 'share for normal pushes and high-priority fan-outs' },
+  'lanes.weight_bulk': { kind: 'int', min: 1, max: 1000, default: 1, live: true, doc: 'share for bulk pushes and fan-outs (topic, all)' },
+  // 1,024 writes take ~0.5-3 ms here: the longest a high-priority push waits behind a broadcast.
+  'lanes.turn_sends': {
+    kind: 'int', min: 16, max: 1_000_000, default: 1024, live: true,
+    doc: 'writes per scheduler turn; a high-priority push waits for at most the turn in progress',
+  },
+  units: {
+    kind: 'tables', parse: parseUnits, default: [], defaultText: 'none', live: true,
+    doc: 'isolation units: [[units]] name, rate, burst, queue, queue_bytes, rules = [{ scope = key|topic|device, match = glob, percent }]; env/flags: a TOML inline array or JSON',
   },
   'drain.window_ms': {
     kind: 'int', min: 0, max: 3_600_000, default: 30_000, live: true,

@@ -56,7 +56,34 @@ export interface Config {
     sync_page: number;
     /** Buffered bytes a session may hold before sends are dropped (backpressure). */
     max_buffered: number;
+    /** Flow control (src/flow/, README "Flow control"): new connections per second per worker, and the burst. */
+    accept_per_s: number;
+    accept_burst: number;
+    /** Ceiling of the jittered retry delay given to refused connections. */
+    accept_retry_max_ms: number;
+    /** Per session: device frames and bytes per second, and the bursts tolerated above them. */
+    in_frames_per_s: number;
+    in_frames_burst: number;
+    in_bytes_per_s: number;
+    in_bytes_burst: number;
+    /** The default unit's push budget, per API key per worker: target devices per second, burst, queue. */
+    push_per_s: number;
+    push_burst: number;
+    push_queue: number;
+    push_queue_bytes: number;
+    /** A session whose unsent bytes stay above max_buffered / 4 this long is closed. */
+    slow_ms: number;
   };
+  /** Priority lanes of live delivery in each worker (src/flow/lanes.ts). */
+  lanes: {
+    weight_high: number;
+    weight_normal: number;
+    weight_bulk: number;
+    /** Writes per scheduler turn: what a high-priority push may wait behind. */
+    turn_sends: number;
+  };
+  /** Isolation units and the rules that colour pushes into them (src/flow/units.ts). */
+  units: UnitConfig[];
   drain: {
     /** GOAWAY reconnect_after_ms is spread uniformly over [0, window_ms). */
     window_ms: number;
@@ -64,4 +91,21 @@ export interface Config {
     grace_ms: number;
   };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+}
+
+/** One rule of a unit: pushes whose `scope` matches the glob `match` go to the unit, `percent` of them. */
+export interface UnitRule {
+  scope: 'key' | 'topic' | 'device';
+  match: string;
+  percent: number;
+}
+
+/** An isolation unit: its budget (per API key, per worker) and the rules that pick its pushes. */
+export interface UnitConfig {
+  name: string;
+  rate: number;
+  burst: number;
+  queue: number;
+  queue_bytes: number;
+  rules: UnitRule[];
 }

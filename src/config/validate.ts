@@ -29,6 +29,7 @@ export function checkConfig(ctx: CheckContext): void {
   checkStore(ctx);
   checkUpstream(ctx);
   checkLimits(ctx);
+  checkFlow(ctx);
   checkHeartbeat(ctx);
   const { node } = ctx.config;
   // node.id ends up in store keys, metric labels and peer addresses.
@@ -195,6 +196,18 @@ function checkLimits(ctx: CheckContext): void {
   const { max_frame, max_buffered } = ctx.config.limits;
   if (ctx.ok('limits.max_frame') && ctx.ok('limits.max_buffered') && max_buffered < max_frame) {
     ctx.error('limits.max_buffered', `(${max_buffered}) is below limits.max_frame (${max_frame}): a full frame could never be sent`, `raise it to at least ${max_frame}`);
+  }
+}
+
+/** The session buckets refill once a second: a burst below the rate would cap the rate at the burst. */
+function checkFlow(ctx: CheckContext): void {
+  const l = ctx.config.limits;
+  const pairs: Array<['limits.in_frames_burst' | 'limits.in_bytes_burst', number, 'limits.in_frames_per_s' | 'limits.in_bytes_per_s', number]> = [
+    ['limits.in_frames_burst', l.in_frames_burst, 'limits.in_frames_per_s', l.in_frames_per_s],
+    ['limits.in_bytes_burst', l.in_bytes_burst, 'limits.in_bytes_per_s', l.in_bytes_per_s],
+  ];
+  for (const [burstKey, burst, rateKey, rate] of pairs) {
+    if (ctx.ok(burstKey) && ctx.ok(rateKey) && burst < rate) ctx.error(burstKey, `(${burst}) is below ${rateKey} (${rate}): the bucket refills once a second, so the rate could never be reached`, `raise it to at least ${rate}`);
   }
 }
 

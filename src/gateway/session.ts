@@ -71,6 +71,10 @@ export class Session implements WheelNode {
   early: Array<{ type: number; stream: number; payload: Buffer }> | null = null;
   /** Resolves a replay waiting for the transport to drain (rare). */
   waiter: (() => void) | null = null;
+  /** Inbound limit (src/flow/bucket.ts): frame and byte tokens left, second of the last refill (-1: none yet). */
+  inFrames = 0;
+  inBytes = 0;
+  inSec = -1;
 
   constructor(
     public readonly transport: Transport,
