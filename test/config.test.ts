@@ -80,7 +80,26 @@ describe('defaults', () => {
       max_classes: 1024,
       sync_ms: 30_000,
     });
-    assert.deepEqual(config.limits, { max_frame: 65_536, handshake_timeout_ms: 10_000, sync_page: 100, max_buffered: 262_144 });
+    assert.deepEqual(config.limits, {
+      max_frame: 65_536,
+      handshake_timeout_ms: 10_000,
+      sync_page: 100,
+      max_buffered: 262_144,
+      accept_per_s: 5_000,
+      accept_burst: 10_000,
+      accept_retry_max_ms: 60_000,
+      in_frames_per_s: 50,
+      in_frames_burst: 500,
+      in_bytes_per_s: 262_144,
+      in_bytes_burst: 2_097_152,
+      push_per_s: 1_000,
+      push_burst: 2_000,
+      push_queue: 10_000,
+      push_queue_bytes: 67_108_864,
+      slow_ms: 30_000,
+    });
+    assert.deepEqual(config.lanes, { weight_high: 8, weight_normal: 4, weight_bulk: 1, turn_sends: 1024 });
+    assert.deepEqual(config.units, []);
     assert.equal(config.log.level, 'info');
   });
 

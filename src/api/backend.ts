@@ -32,6 +32,8 @@ export interface PushOutcome {
   online: number;
   /** Seqs of durable pushes, in target order. */
   seqs?: number[];
+  /** Over its unit's budget: accepted (and stored, if durable) and paced; `online` is then 0 (src/flow/). */
+  queued?: boolean;
 }
 
 export interface DeviceInfo {

@@ -114,12 +114,13 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
       // topic fan-out publishes; publishing inside a uWS callback is 14x slower (design.md)
       await outsideHandler();
       const out = await backend.push(v.cmd);
-      const answer: { id: string; accepted: number; online: number; seqs?: number[] } = {
+      const answer: { id: string; accepted: number; online: number; seqs?: number[]; queued?: boolean } = {
         id: out.id,
         accepted: out.accepted,
         online: out.online,
       };
       if (out.seqs !== undefined) answer.seqs = out.seqs;
+      if (out.queued) answer.queued = true;
       replyJson(x, 202, answer);
     }),
   );

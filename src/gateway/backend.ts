@@ -44,21 +44,29 @@ export class WorkerBackend implements ApiBackend {
       throw new ApiError('PAYLOAD_TOO_LARGE', `body: the PUSH payload would be ${frameBytes} bytes; devices accept at most limits.max_frame = ${this.gw.deps.config.limits.max_frame}`);
     }
     const hdr: PushHeader = { id: cmd.id, topic: cmd.target.kind === 'topic' ? cmd.target.topic : '', priority: cmd.priority, exp: cmd.ttlMs > 0 ? now + cmd.ttlMs : 0, sent: now };
+    // Flow control (src/flow/): over its unit's budget a push is stored, queued and paced; 429 only when the queue is full.
+    const ticket = this.gw.flow.admitPush(cmd);
+    const queued = ticket ? { queued: true } : {};
     let outcome: PushOutcome;
     if (cmd.target.kind === 'device') {
       const ids = cmd.target.deviceIds;
       let seqs: number[] | undefined;
       if (cmd.durable) {
-        seqs = await guard(store.append(ids.map((deviceId) => ({ deviceId, push: { id: hdr.id, topic: hdr.topic, body: cmd.body, priority: hdr.priority, expiresAtMs: hdr.exp, sentAtMs: now } }))));
+        seqs = await guard(store.append(ids.map((deviceId) => ({ deviceId, push: { id: hdr.id, topic: hdr.topic, body: cmd.body, priority: hdr.priority, expiresAtMs: hdr.exp, sentAtMs: now } })))).catch(this.gw.flow.cancelling(ticket));
       }
       this.gw.deps.metrics.pushesAccepted(ids.length);
-      const online = await this.route(hdr, ids, seqs, cmd.body);
-      outcome = { id: cmd.id, accepted: ids.length, online, ...(seqs ? { seqs } : {}) };
+      let online = 0;
+      // A paced durable push travels as a notice without its body: the holder replays it from the inbox.
+      if (ticket) this.gw.flow.queuePush(ticket, () => (seqs ? this.route({ ...hdr, inbox: 1 }, ids, seqs, Buffer.alloc(0)) : this.route(hdr, ids, seqs, cmd.body)));
+      else online = await this.route(hdr, ids, seqs, cmd.body);
+      outcome = { id: cmd.id, accepted: ids.length, online, ...(seqs ? { seqs } : {}), ...queued };
     } else {
       const topic = cmd.target.kind === 'topic' ? cmd.target.topic : null;
       this.gw.deps.metrics.pushesAccepted(1);
-      const online = await this.fanout(hdr, topic, cmd.body);
-      outcome = { id: cmd.id, accepted: 1, online };
+      let online = 0;
+      if (ticket) this.gw.flow.queuePush(ticket, () => this.fanout(hdr, topic, cmd.body));
+      else online = await this.fanout(hdr, topic, cmd.body);
+      outcome = { id: cmd.id, accepted: 1, online, ...queued };
     }
     if (idemKey) await guard(store.putIdempotent(idemKey, JSON.stringify(outcome), now + IDEMPOTENCY_TTL_MS));
     return outcome;

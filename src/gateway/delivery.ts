@@ -90,8 +90,15 @@ export function syncPage(gw: Gateway, s: Session, afterSeq: number, limit: numbe
   );
 }
 
-/** Live delivery to sessions held by this worker. `devs` are [deviceId, seq] (seq 0 = transient). */
+/**
+ * Live delivery to sessions held by this worker, in the lane of the push's priority
+ * (src/flow/lanes.ts). `devs` are [deviceId, seq] (seq 0 = transient).
+ */
 export function deliverLocal(gw: Gateway, h: PushHeader, devs: Array<[string, number]>, body: Uint8Array): void {
+  gw.flow.deliver(h, devs, (slice) => deliverNow(gw, h, slice, body));
+}
+
+function deliverNow(gw: Gateway, h: PushHeader, devs: Array<[string, number]>, body: Uint8Array): void {
   const t = template(h, body);
   let transient: Buffer | null = null;
   const latency = Date.now() - h.sent;
@@ -103,6 +110,8 @@ export function deliverLocal(gw: Gateway, h: PushHeader, devs: Array<[string, nu
       if (seq > s.liveMissed) s.liveMissed = seq;
       continue;
     }
+    // A paced push's notice, or a session too far behind to buffer more: it comes from the inbox.
+    if (seq > 0 && gw.flow.holdDurable(s, seq, h.inbox === 1)) continue;
     let frame: Buffer;
     if (seq === 0) frame = transient ??= pushFrame(0, t);
     else frame = pushFrame(seq, t);
@@ -114,23 +123,11 @@ export function deliverLocal(gw: Gateway, h: PushHeader, devs: Array<[string, nu
 }
 
 /**
- * Transient fan-out to this worker's subscribers of `topic` (null = everyone).
- * Deferred to the next turn: uWS publish is 14x slower when called inside a
- * request handler (design.md).
+ * Transient fan-out to this worker's subscribers of `topic` (null = everyone), sliced
+ * in a lane (src/flow/lanes.ts). Lane turns run off the request handler: uWS publish
+ * is 14x slower when called inside one (design.md).
  */
 export function fanoutLocal(gw: Gateway, h: PushHeader, topic: string | null, body: Uint8Array): Promise<number> {
   const key = topic === null ? ALL_TOPIC : topicKey(topic);
-  const frame = pushFrame(0, template(h, body));
-  return new Promise((resolve) => {
-    setImmediate(() => {
-      let n = gw.publish(key, frame);
-      const tcp = gw.hub.tcpSubscribers(key);
-      if (tcp) {
-        for (const s of tcp) {
-          if (s.state === SessionState.OPEN && gw.send(s, FrameType.PUSH, frame) !== SendResult.DROPPED) n++;
-        }
-      }
-      resolve(n);
-    });
-  });
+  return gw.flow.fanout(h.priority, key, pushFrame(0, template(h, body)));
 }

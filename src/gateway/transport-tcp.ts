@@ -4,8 +4,9 @@
  */
 import net from 'node:net';
 import { createDecoder } from '../protocol/codec';
-import { DECODE_FAULT_MESSAGES, type DecodeFaultValue, errorCodeForFault, TCP_PREFACE } from '../protocol/constants';
+import { DECODE_FAULT_MESSAGES, type DecodeFaultValue, ErrorCode, errorCodeForFault, TCP_PREFACE } from '../protocol/constants';
 import { type FrameDecoderLike, IN_SPILL, OUT_HEADER, OUT_STRIDE, outSizeFor } from '../protocol/decoder';
+import { errorFrame } from './frames';
 import type { Gateway } from './gateway';
 import { SendResult, type SendResultValue, type Session, SessionState, type Transport, TransportKind } from './session';
 
@@ -118,8 +119,20 @@ function onError(): void {
   // 'close' follows every 'error'; nothing to add.
 }
 
+/** Over the accept rate (src/flow/): ERROR OVERLOADED with a jittered retry, at once, and no session. */
+function refuse(gw: Gateway, sock: net.Socket, retryMs: number): void {
+  gw.deps.metrics.error(ErrorCode.OVERLOADED);
+  sock.on('error', onError);
+  // Read and discard the preface and HELLO, so unread bytes do not turn the FIN into a RST.
+  sock.resume();
+  sock.end(errorFrame(ErrorCode.OVERLOADED, 'too many new connections', retryMs));
+  setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
+}
+
 /** Takes a connected socket (plain, or a TLSSocket once its handshake is done: src/tls/tcp.ts) as a session. */
 export function acceptTcp(gw: Gateway, socket: net.Socket): void {
+  const retryMs = gw.flow.admitConnection();
+  if (retryMs > 0) return refuse(gw, socket, retryMs);
   const sock = socket as TcpConn;
   const s = gw.newSession(tcpTransport, SessionState.PREFACE);
   sock.moorSession = s;

@@ -9,6 +9,7 @@
  * So the user data is `{ s }`: one fast property pointing at the Session.
  */
 import type { TemplatedApp, us_listen_socket, WebSocket } from '@trufflesuite/uws-js-unofficial';
+import { shardTopic } from '../flow/jobs';
 import {
   DECODE_FAULT_MESSAGES,
   type DecodeFaultValue,
@@ -47,7 +48,8 @@ const wsTransport: Transport = {
     ws.end(wsCloseCode || WS_CLOSE_FOR_ERROR[errorCode as ErrorCodeValue] || 1000);
   },
   subscribe(s: Session, topic: string): void {
-    (s.conn as Ws | null)?.subscribe(topic);
+    // One shard of the topic, so a fan-out can be published a shard at a time (src/flow/jobs.ts).
+    (s.conn as Ws | null)?.subscribe(shardTopic(topic, s.sid));
   },
   bufferedAmount(s: Session): number {
     const ws = s.conn as Ws | null;
@@ -106,6 +108,11 @@ export function attachWebSocket(gw: Gateway, app: TemplatedApp, path: string): v
       if (gw.draining) {
         const retry = 5 + Math.floor(Math.random() * 25);
         res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', String(retry)).end('draining\n');
+        return;
+      }
+      const retryMs = gw.flow.admitConnection();
+      if (retryMs > 0) {
+        res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', String(Math.ceil(retryMs / 1000))).end('overloaded: too many new connections\n');
         return;
       }
       const s = gw.newSession(wsTransport, SessionState.HANDSHAKE);

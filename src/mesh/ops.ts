@@ -25,6 +25,8 @@ export interface PushHeader {
   priority: number;
   exp: number;
   sent: number;
+  /** 1: a paced durable push; the body stayed in the inbox and the holder replays it from there (src/flow/). */
+  inbox?: 1;
 }
 
 /** FNV-1a over the UTF-16 code units: cheap, stable across processes. */
