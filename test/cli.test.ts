@@ -58,11 +58,22 @@ describe('moor (help, version, unknown commands)', () => {
     assert.match(r.err, /did you mean `serve`\?/);
   });
 
-  test('dict train says it is not available and exits 2', async () => {
-    const r = await moor(['dict', 'train', '--samples', 'x']);
-    assert.equal(r.code, 2);
-    assert.match(r.err, /arrives with the compression\s+feature/);
-    assert.equal(r.out, '');
+  test('dict: a bad subcommand or flag exits 2; an unreachable gateway exits 1', async () => {
+    const bad = await moor(['dict', 'untrain']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /unknown subcommand "untrain"/);
+    const size = await moor(['dict', 'train', '--max-bytes', '12']);
+    assert.equal(size.code, 2);
+    assert.match(size.err, /--max-bytes: an integer from 1024/);
+    // A port that was just free: nothing listens there.
+    const srv = http.createServer().listen(0, '127.0.0.1');
+    await new Promise((r) => srv.once('listening', r));
+    const port = (srv.address() as AddressInfo).port;
+    await new Promise((r) => srv.close(r));
+    const down = await moor(['dict', 'train', '--url', `http://127.0.0.1:${port}`, '--key', 'k']);
+    assert.equal(down.code, 1);
+    assert.match(down.err, /cannot reach http:\/\/127\.0\.0\.1:\d+\/v1\/dicts: ECONNREFUSED/);
+    assert.equal(down.out, '');
   });
 });
 

@@ -59,6 +59,8 @@ export interface ApiBackend {
   ready(): Promise<{ ok: boolean; reasons: string[] }>;
   /** A dictionary's bytes (issue 5); null when unknown. */
   dict(id: number): Promise<Buffer | null>;
+  /** POST /v1/dicts: trains and installs a dictionary; the JSON answer. Absent: 501. */
+  trainDict?(opts: { maxBytes?: number }): Promise<Record<string, unknown>>;
 }
 
 export type { StoredPush };

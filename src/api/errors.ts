@@ -15,9 +15,15 @@ export const ApiErrorCode = {
   /** DELETE /v1/devices/{id}/session: the device has no session. */
   NOT_CONNECTED: 404,
   METHOD_NOT_ALLOWED: 405,
+  /** POST /v1/dicts: fewer samples than compression.dict_min_samples. */
+  TOO_FEW_SAMPLES: 409,
   PAYLOAD_TOO_LARGE: 413,
   RATE_LIMITED: 429,
   INTERNAL: 500,
+  /** POST /v1/dicts: zdict failed on the samples. */
+  TRAINING_FAILED: 500,
+  /** POST /v1/dicts: the gateway runs without its native module. */
+  COMPRESSION_UNAVAILABLE: 501,
   STORE_UNAVAILABLE: 503,
   NOT_READY: 503,
   OVERLOADED: 503,
@@ -28,6 +34,7 @@ export type ApiErrorCodeName = keyof typeof ApiErrorCode;
 /** Reason phrases for the status lines uWS needs spelled out. */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: '200 OK',
+  201: '201 Created',
   202: '202 Accepted',
   204: '204 No Content',
   304: '304 Not Modified',
@@ -35,9 +42,11 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   401: '401 Unauthorized',
   404: '404 Not Found',
   405: '405 Method Not Allowed',
+  409: '409 Conflict',
   413: '413 Payload Too Large',
   429: '429 Too Many Requests',
   500: '500 Internal Server Error',
+  501: '501 Not Implemented',
   503: '503 Service Unavailable',
 };
 

@@ -47,6 +47,7 @@ const ROUTES: ReadonlyArray<readonly [pattern: string, allow: string]> = [
   ['/v1/devices/:id', 'GET'],
   ['/v1/devices/:id/session', 'DELETE'],
   ['/v1/dicts/:id', 'GET'],
+  ['/v1/dicts', 'POST'],
   ['/metrics', 'GET'],
   ['/healthz', 'GET'],
   ['/readyz', 'GET'],
@@ -145,6 +146,31 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
         throw new ApiError('NOT_CONNECTED', `device ${JSON.stringify(id)} has no session`);
       }
       reply(x, 204, [], null);
+    }),
+  );
+
+  // trains a dictionary from the collected samples and installs it as the newest (`moor dict train`)
+  app.post(
+    '/v1/dicts',
+    route('train', async (x, req) => {
+      if (authed(x, req) === null) return;
+      const raw = await readBody(x, declaredLength(req.getHeader('content-length')), 4096);
+      let maxBytes: number | undefined;
+      if (raw.length > 0) {
+        let doc: { max_bytes?: unknown };
+        try {
+          doc = JSON.parse(utf8.decode(raw)) as { max_bytes?: unknown };
+        } catch (err) {
+          throw new ApiError('BAD_JSON', `request body is not valid UTF-8 JSON: ${(err as Error).message}`);
+        }
+        const m = doc?.max_bytes;
+        if (m !== undefined && (typeof m !== 'number' || !Number.isInteger(m) || m < 1024 || m > 4 * 1024 * 1024)) {
+          throw new ApiError('INVALID_FIELD', 'max_bytes: an integer from 1024 to 4194304');
+        }
+        maxBytes = m as number | undefined;
+      }
+      if (!backend.trainDict) throw new ApiError('COMPRESSION_UNAVAILABLE', 'this gateway cannot train dictionaries');
+      replyJson(x, 201, await backend.trainDict({ maxBytes }));
     }),
   );
 

@@ -1,5 +1,6 @@
 /** Help texts; the config key list is rendered from the schema so it cannot drift. */
 import { CONFIG_KEYS, type ConfigKey, specOf } from '../config/schema';
+import { DICT_USAGE } from './dict';
 import { PUSH_USAGE } from './push';
 
 export const USAGE = `moor: a long-connection gateway for devices
@@ -11,7 +12,7 @@ commands:
   push           send a push through a running gateway's HTTP API
   token          mint a device JWT with the configured secret
   check-config   validate a config and print every error at once
-  dict train     train a zstd dictionary (arrives with the compression feature)
+  dict train     train a zstd dictionary from collected samples and install it
 
   moor <command> --help   options of one command
   moor --version          print the version`;
@@ -40,10 +41,13 @@ api.host:api.port, --key to api.keys or the generated key in store.path/secrets.
 
 Prints an HS256 device JWT (sub = ID, exp = now + ttl, optional topics and app claims),
 signed with auth.jwt_secret or the secret kept in store.path/secrets.json.`,
-  dict: `usage: moor dict train [...]
+  dict: `${DICT_USAGE}
 
-Trains a zstd dictionary from collected samples. Not available yet: it arrives with the
-compression feature.`,
+Sends POST /v1/dicts: the gateway gathers every worker's push samples from the store,
+trains a zstd dictionary off the event loop and installs it as the newest version (the
+oldest beyond compression.dict_keep are retired, and deleted once no connected device
+uses them). Prints the answer: id, size, samples, held-out ratios with and without it.
+--url and --key default as for moor push; --max-bytes to compression.dict_bytes.`,
 };
 
 /** Every key: name, default, doc; then how to set it. */

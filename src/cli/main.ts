@@ -11,6 +11,7 @@ import { type GeneratedSecrets, resolveSecrets } from '../config/secrets';
 import type { Config } from '../config/types';
 import { parseArgs } from './args';
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, type Io, loadOptions, loadOrReport, processIo } from './common';
+import { dictCommand } from './dict';
 import { COMMAND_HELP, USAGE } from './help';
 import { pushCommand } from './push';
 import { tokenCommand } from './token';
@@ -119,18 +120,6 @@ async function serve(argv: readonly string[], io: Io): Promise<number> {
   const reload = (): Config => resolveSecrets(loadConfig(options), options.warn).config;
   await runPrimary(config, resolved.generated, { reload });
   return EXIT_OK;
-}
-
-function dictCommand(argv: readonly string[], io: Io): number {
-  if (argv[0] !== 'train') {
-    io.err(`moor dict: unknown subcommand ${JSON.stringify(argv[0] ?? '')}\n${COMMAND_HELP.dict}`);
-    return EXIT_USAGE;
-  }
-  io.err(
-    'moor dict train: not available in this build. Dictionary training arrives with the compression\n' +
-      'feature (zstd dictionaries trained off the event loop); nothing was trained or installed.',
-  );
-  return EXIT_USAGE;
 }
 
 /** package.json's version, found by walking up from this file (src/ or dist/src/). */

@@ -201,6 +201,65 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
     kind: 'int', min: 1000, max: 3_600_000, default: 30_000,
     doc: "how often a worker merges its class table with the store's (shared by workers and nodes)",
   },
+  // Compression (src/compression/, README "Compression"). Read at use (live) unless marked.
+  'compression.codecs': {
+    kind: 'list', default: ['zstd', 'lz4'],
+    doc: 'codecs offered to devices that list them in HELLO: zstd, lz4 (empty = identity only)',
+  },
+  // 64 B: below it a zstd frame header and the varint eat most of the gain.
+  'compression.min_bytes': {
+    kind: 'int', min: 0, max: MAX_MAX_FRAME, default: 64, live: true,
+    doc: 'payloads below this size are sent as they are (raised 4x while the event loop lags)',
+  },
+  'compression.zstd_level': {
+    kind: 'int', min: 1, max: 19, default: 3,
+    doc: 'zstd level (dictionaries are prepared at it; 3 compresses a small payload in ~2 us)',
+  },
+  // 1 in 20: a worker pushing 1,000/s fills a 1 MiB ring of ~500 B payloads in ~40 s.
+  'compression.sample_one_in': {
+    kind: 'int', min: 0, max: 1_000_000, default: 20, live: true,
+    doc: 'one outgoing push payload in this many is kept as a training sample (0 = none); never logged',
+  },
+  'compression.sample_bytes': {
+    kind: 'int', min: 65_536, max: 256 * MiB, default: 2 * MiB,
+    doc: "each worker's sample ring, newest kept: its memory and its size in the store",
+  },
+  'compression.sample_flush_ms': {
+    kind: 'int', min: 1000, max: 86_400_000, default: 60_000,
+    doc: 'how often a worker writes its sample ring to the store (when it changed)',
+  },
+  'compression.dict_bytes': {
+    kind: 'int', min: 1024, max: 4 * MiB, default: 16_384, live: true,
+    doc: 'largest trained dictionary; 16 KiB compresses 100 B-2 KiB payloads within ~5% of 64 KiB, a quarter of the download and memory on devices',
+  },
+  'compression.dict_keep': {
+    kind: 'int', min: 1, max: 64, default: 4, live: true,
+    doc: 'dictionary versions kept; an older one goes once no connected device uses it',
+  },
+  'compression.dict_min_samples': {
+    kind: 'int', min: 8, max: 10_000_000, default: 200, live: true,
+    doc: 'training refuses to run on fewer samples',
+  },
+  'compression.train_interval_ms': {
+    kind: 'int', min: 0, max: 30 * 86_400_000, default: 0, defaultText: '0 (on demand only)', live: true,
+    doc: 'worker 0 trains a new dictionary this often (when the newest is older than this)',
+  },
+  'compression.dict_poll_ms': {
+    kind: 'int', min: 200, max: 3_600_000, default: 30_000,
+    doc: 'how often a worker re-reads the dictionary index and reports which dictionaries its devices use',
+  },
+  'compression.dict_url_base': {
+    kind: 'string', default: '', defaultText: 'http(s)://node.advertise:ws.port',
+    doc: 'base of WELCOME.dict_url (+ /v1/dicts/{id}), e.g. a CDN in front of the gateways',
+  },
+  'compression.lag_ms': {
+    kind: 'int', min: 1, max: 60_000, default: 50, live: true,
+    doc: 'event-loop lag (worst stall in a second) above which a worker backs off: bigger threshold, then lz4, then identity',
+  },
+  'compression.lag_recover_ms': {
+    kind: 'int', min: 1000, max: 3_600_000, default: 10_000, live: true,
+    doc: 'lag below half of lag_ms for this long steps the back-off down by one',
+  },
   // max_frame and max_buffered are not live: uWS fixes a WebSocket listener's message
   // ceiling and backpressure limit when it is created, and WELCOME must not promise more.
   'limits.max_frame': {

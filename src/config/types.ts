@@ -49,6 +49,35 @@ export interface Config {
     max_classes: number;
     sync_ms: number;
   };
+  /** Payload compression (src/compression/, README "Compression"). */
+  compression: {
+    /** Codecs the gateway offers devices: 'zstd', 'lz4'; empty = identity only. */
+    codecs: string[];
+    /** Payloads below this many bytes go out as they are (raised under event-loop lag). */
+    min_bytes: number;
+    zstd_level: number;
+    /** One outgoing push payload in this many is sampled for training; 0 = none. */
+    sample_one_in: number;
+    /** A worker's sample ring: memory and store bytes. */
+    sample_bytes: number;
+    sample_flush_ms: number;
+    /** Largest trained dictionary, bytes. */
+    dict_bytes: number;
+    /** Dictionary versions kept (older ones go once no connected device uses them). */
+    dict_keep: number;
+    /** Training refuses fewer samples than this. */
+    dict_min_samples: number;
+    /** Worker 0 trains this often (0 = only on demand). */
+    train_interval_ms: number;
+    /** How often a worker re-reads the dictionary index and reports the dictionaries in use. */
+    dict_poll_ms: number;
+    /** Base of WELCOME.dict_url; default http(s)://node.advertise:ws.port. */
+    dict_url_base: string;
+    /** Event-loop lag (worst stall in a second) above which a worker backs off, ms. */
+    lag_ms: number;
+    /** Calm this long before a worker steps back towards full compression, ms. */
+    lag_recover_ms: number;
+  };
   limits: {
     max_frame: number;
     handshake_timeout_ms: number;

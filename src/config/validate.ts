@@ -31,6 +31,7 @@ export function checkConfig(ctx: CheckContext): void {
   checkLimits(ctx);
   checkFlow(ctx);
   checkHeartbeat(ctx);
+  checkCompression(ctx);
   const { node } = ctx.config;
   // node.id ends up in store keys, metric labels and peer addresses.
   if (ctx.ok('node.id') && !/^[A-Za-z0-9._:-]+$/.test(node.id)) {
@@ -208,6 +209,17 @@ function checkFlow(ctx: CheckContext): void {
   ];
   for (const [burstKey, burst, rateKey, rate] of pairs) {
     if (ctx.ok(burstKey) && ctx.ok(rateKey) && burst < rate) ctx.error(burstKey, `(${burst}) is below ${rateKey} (${rate}): the bucket refills once a second, so the rate could never be reached`, `raise it to at least ${rate}`);
+  }
+}
+
+function checkCompression(ctx: CheckContext): void {
+  const { codecs, dict_url_base } = ctx.config.compression;
+  const bad = codecs.filter((c) => c !== 'zstd' && c !== 'lz4');
+  if (ctx.ok('compression.codecs') && bad.length > 0) {
+    ctx.error('compression.codecs', `unknown codec ${bad.map((c) => JSON.stringify(c)).join(', ')}`, 'compression.codecs = ["zstd", "lz4"], or [] for identity only');
+  }
+  if (ctx.ok('compression.dict_url_base') && dict_url_base !== '' && !/^https?:\/\/[^/]+/.test(dict_url_base)) {
+    ctx.error('compression.dict_url_base', `${JSON.stringify(dict_url_base)} is not an http(s) URL`, 'e.g. https://dicts.example.com');
   }
 }
 

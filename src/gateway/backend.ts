@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { ApiBackend, DeviceInfo, PushCommand, PushOutcome } from '../api/backend';
 import { ApiError } from '../api/errors';
+import { trainForApi } from '../compression/api';
 import { Op, type PushHeader, shardOf } from '../mesh/ops';
 import { ErrorCode } from '../protocol/constants';
 import { moor } from '../protocol/generated/moor';
@@ -156,6 +157,10 @@ export class WorkerBackend implements ApiBackend {
 
   dict(id: number): Promise<Buffer | null> {
     return this.hooks.dict(id);
+  }
+
+  trainDict(opts: { maxBytes?: number }): Promise<Record<string, unknown>> {
+    return trainForApi(this.gw.compression, opts.maxBytes);
   }
 }
 

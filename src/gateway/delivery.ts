@@ -8,7 +8,7 @@
 import type { PushHeader } from '../mesh/ops';
 import { FrameType } from '../protocol/constants';
 import type { StoredPush } from '../store/store';
-import { type PushTemplate, pushFrame, syncDoneFrame } from './frames';
+import { type PushTemplate, syncDoneFrame } from './frames';
 import type { Gateway } from './gateway';
 import { ALL_TOPIC, topicKey } from './handlers';
 import { SendResult, type Session, SessionState } from './session';
@@ -18,7 +18,7 @@ function template(h: PushHeader, body: Uint8Array): PushTemplate {
 }
 
 function sendStored(gw: Gateway, s: Session, p: StoredPush): number {
-  const r = gw.send(s, FrameType.PUSH, pushFrame(p.seq, p));
+  const r = gw.send(s, FrameType.PUSH, gw.compression.pushFrame(s, p.seq, p));
   if (r !== SendResult.DROPPED) gw.deps.metrics.pushDelivered(Date.now() - p.sentAtMs);
   return r;
 }
@@ -100,7 +100,7 @@ export function deliverLocal(gw: Gateway, h: PushHeader, devs: Array<[string, nu
 
 function deliverNow(gw: Gateway, h: PushHeader, devs: Array<[string, number]>, body: Uint8Array): void {
   const t = template(h, body);
-  let transient: Buffer | null = null;
+  const transient = gw.compression.transient(t);
   const latency = Date.now() - h.sent;
   for (const [deviceId, seq] of devs) {
     const s = gw.hub.get(deviceId);
@@ -113,8 +113,8 @@ function deliverNow(gw: Gateway, h: PushHeader, devs: Array<[string, number]>, b
     // A paced push's notice, or a session too far behind to buffer more: it comes from the inbox.
     if (seq > 0 && gw.flow.holdDurable(s, seq, h.inbox === 1)) continue;
     let frame: Buffer;
-    if (seq === 0) frame = transient ??= pushFrame(0, t);
-    else frame = pushFrame(seq, t);
+    if (seq === 0) frame = transient(s);
+    else frame = gw.compression.pushFrame(s, seq, t);
     const r = gw.send(s, FrameType.PUSH, frame);
     if (r === SendResult.DROPPED) continue;
     if (seq > s.sentSeq) s.sentSeq = seq;
@@ -129,5 +129,7 @@ function deliverNow(gw: Gateway, h: PushHeader, devs: Array<[string, number]>, b
  */
 export function fanoutLocal(gw: Gateway, h: PushHeader, topic: string | null, body: Uint8Array): Promise<number> {
   const key = topic === null ? ALL_TOPIC : topicKey(topic);
-  return gw.flow.fanout(h.priority, key, pushFrame(0, template(h, body)));
+  // One frame per codec variant on this worker (src/compression/gateway.ts), each to its own topic key.
+  const frames = gw.compression.fanout(key, template(h, body));
+  return Promise.all(frames.map(([k, frame]) => gw.flow.fanout(h.priority, k, frame))).then((n) => n.reduce((a, b) => a + b, 0));
 }

@@ -67,6 +67,8 @@ export class Session implements WheelNode {
   topics: string[] | null = null;
   /** Highest cumulative ACK seen in this session. */
   ackedSeq = 0;
+  /** Compression (src/compression/gateway.ts): codecs it may receive, bits 0-1, and its dictionary slot, bits 2-9. */
+  cx = 0;
   /** Frames received while the token is being verified (rare; copied). */
   early: Array<{ type: number; stream: number; payload: Buffer }> | null = null;
   /** Resolves a replay waiting for the transport to drain (rare). */

@@ -17,6 +17,7 @@
  *   their TLS read/write buffers back.
  */
 import type { Logger } from 'pino';
+import { attachDictRoute } from '../compression/http';
 import type { Config } from '../config/types';
 import type { Gateway } from '../gateway/gateway';
 import { attachWebSocket } from '../gateway/transport-ws';
@@ -47,6 +48,8 @@ function buildApp(gw: Gateway, config: Config, pem: PemPair | null): UwsApp {
     }
   }
   attachWebSocket(gw, app, config.ws.path);
+  // dict_url points here: devices reach this listener, not the API (127.0.0.1 by default).
+  attachDictRoute(app, (id) => gw.compression.dictBytes(id), gw.deps.log);
   app.any('/*', (res) => {
     res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain').end(`moor/1 WebSocket endpoint is ${config.ws.path}\n`);
   });

@@ -1,0 +1,64 @@
+/**
+ * `GET /v1/dicts/{id}` on the device listeners' HTTP side: devices follow WELCOME's
+ * dict_url to the host and port they already reach (the backend API listens on
+ * 127.0.0.1 by default). Same answer as the API's route (src/api/server.ts): the
+ * bytes, immutable, with an ETag and a year of Cache-Control; no auth.
+ */
+import { createHash } from 'node:crypto';
+import type { HttpResponse, TemplatedApp } from '../util/uws';
+
+export const DICT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
+
+/** The API's ETag for dictionary bytes (src/api/server.ts computes the same). */
+export function dictEtag(bytes: Uint8Array): string {
+  return `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 27)}"`;
+}
+
+function etagMatches(header: string, etag: string): boolean {
+  if (header === '') return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}
+
+export interface DictRouteLog {
+  warn(obj: object, msg: string): void;
+}
+
+/** Adds the route to a uWS app; `lookup` answers the bytes or null. */
+export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promise<Buffer | null>, log: DictRouteLog): void {
+  app.get('/v1/dicts/:id', (res: HttpResponse, req) => {
+    const param = req.getParameter(0) ?? '';
+    const inm = req.getHeader('if-none-match');
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const id = /^\d{1,10}$/.test(param) ? Number(param) : -1;
+    const answer = (status: string, headers: Array<[string, string]>, body: Buffer | string | null): void => {
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(status);
+        for (const [k, v] of headers) res.writeHeader(k, v);
+        if (body === null) res.endWithoutBody();
+        else res.end(body);
+      });
+    };
+    const found = id > 0 && id <= 0xffffffff ? lookup(id) : Promise.resolve(null);
+    found.then(
+      (bytes) => {
+        if (bytes === null) return answer('404 Not Found', [['Content-Type', 'text/plain']], `no dictionary ${JSON.stringify(param)}\n`);
+        const etag = dictEtag(bytes);
+        const headers: Array<[string, string]> = [
+          ['ETag', etag],
+          ['Cache-Control', DICT_CACHE_CONTROL],
+        ];
+        if (etagMatches(inm, etag)) return answer('304 Not Modified', headers, null);
+        answer('200 OK', [['Content-Type', 'application/octet-stream'], ...headers], bytes);
+      },
+      (err: unknown) => {
+        log.warn({ err, dict: id }, 'dictionary lookup failed');
+        answer('503 Service Unavailable', [['Retry-After', '5']], 'store unavailable\n');
+      },
+    );
+  });
+}
