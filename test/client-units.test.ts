@@ -252,7 +252,7 @@ describe('resolveOptions', () => {
 
   test('every mistake is reported at once', () => {
     assert.throws(
-      () => resolveOptions({ transport: 'tcp', deviceId: '', token: 't', codecs: [moor.v1.Codec.ZSTD], ackBatch: 0, reconnect: { baseMs: 100, maxMs: 10 } }),
+      () => resolveOptions({ transport: 'tcp', deviceId: '', token: 't', codecs: [7 as moor.v1.Codec], ackBatch: 0, reconnect: { baseMs: 100, maxMs: 10 } }),
       (e: Error) => ['host', 'port', 'deviceId', 'codecs', 'ackBatch', 'reconnect.maxMs'].every((k) => e.message.includes(k)),
     );
   });

@@ -88,7 +88,7 @@ describe('MoorClient handshake', { timeout: 10_000 }, () => {
 
   test('options are validated all at once', () => {
     assert.throws(
-      () => new MoorClient({ transport: 'tcp', deviceId: '', token: 't', codecs: [moor.v1.Codec.ZSTD] }),
+      () => new MoorClient({ transport: 'tcp', deviceId: '', token: 't', codecs: [7 as moor.v1.Codec] }),
       (e: Error) => /host/.test(e.message) && /port/.test(e.message) && /deviceId/.test(e.message) && /codecs/.test(e.message),
     );
   });

@@ -239,7 +239,7 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
       client: this.o.client,
       network: this.o.network,
       codecs: this.o.codecs,
-      dictIds: this.o.dictIds,
+      dictIds: this.o.compression.dictIds(),
       lastSeq: this.tracker.lastSeq,
       previous: this.previous,
       foreground: this.o.foreground,
@@ -290,6 +290,8 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
     this.backoff.reset();
     this.emit('welcome', w);
     this.settleReady(null, w);
+    // A newer dictionary than we hold: fetched now, offered from the next session on.
+    this.o.compression.welcome(w.dictUrl, (e) => this.emitError(e));
     // ACKs owed from the last session, and holes it left, are this session's work now.
     if (this.tracker.dirty) this.scheduleAck();
     this.armGap();

@@ -19,7 +19,9 @@ export type ClientErrorCode =
   /** An outbound payload above the negotiated max_frame. */
   | 'TOO_LARGE'
   /** The WebSocket upgrade was answered with a non-101 status. */
-  | 'UPGRADE_REJECTED';
+  | 'UPGRADE_REJECTED'
+  /** WELCOME.dict_url could not be fetched (or did not hold that dictionary). */
+  | 'DICTIONARY';
 
 export class MoorClientError extends Error {
   override readonly name = 'MoorClientError';

@@ -3,7 +3,9 @@
  * that reports every mistake at once.
  */
 import type { ConnectionOptions } from 'node:tls';
+import { compressionCodec } from '../compression/codec';
 import { moor } from '../protocol/generated/moor';
+import { ClientCompression } from './compression';
 import type { Endpoint } from './endpoint';
 
 export interface MoorClientOptions {
@@ -23,8 +25,15 @@ export interface MoorClientOptions {
   client?: string;
   network?: { kind?: moor.v1.NetworkKind | keyof typeof moor.v1.NetworkKind; carrier?: string };
   foreground?: boolean;
-  /** Codecs this device decodes. Only IDENTITY for now. */
+  /** Codecs this device decodes: IDENTITY (default), LZ4, ZSTD (those two need the native module). */
   codecs?: moor.v1.Codec[];
+  /** zstd dictionaries the device holds (their bytes): offered in HELLO.dict_ids and used to decode. */
+  dictionaries?: Uint8Array[];
+  /** Fetch the newer dictionary WELCOME.dict_url names, for the next session (default true with ZSTD). */
+  fetchDictionaries?: boolean;
+  /** A dictionary was fetched: persist it and pass it in `dictionaries` next time. */
+  onDictionary?: (id: number, bytes: Uint8Array) => void | Promise<void>;
+  /** Extra ids for HELLO.dict_ids (raw use: the gateway may pick one, so hold its bytes). */
   dictIds?: number[];
   /** The persisted sync key, read once before the first connect. Default: 0. */
   loadLastSeq?: () => number | Promise<number>;
@@ -71,6 +80,8 @@ export interface ResolvedOptions {
   foreground: boolean;
   codecs: moor.v1.Codec[];
   dictIds: number[];
+  /** Decompression and dictionaries (src/client/compression.ts). */
+  compression: ClientCompression;
   loadLastSeq: (() => number | Promise<number>) | null;
   saveLastSeq: ((seq: number) => void | Promise<void>) | null;
   autoAck: boolean;
@@ -104,7 +115,21 @@ export function resolveOptions(o: MoorClientOptions): ResolvedOptions {
   if (typeof o.deviceId !== 'string' || o.deviceId === '') errors.push('deviceId: required');
   if (typeof o.token !== 'string' && typeof o.token !== 'function') errors.push('token: a string or a function returning one');
   const codecs = o.codecs ?? [moor.v1.Codec.IDENTITY];
-  if (codecs.some((c) => c !== moor.v1.Codec.IDENTITY)) errors.push('codecs: only IDENTITY is supported by this client so far');
+  const known = [moor.v1.Codec.IDENTITY, moor.v1.Codec.LZ4, moor.v1.Codec.ZSTD];
+  if (codecs.some((c) => !known.includes(c))) errors.push(`codecs: IDENTITY, LZ4 or ZSTD, got ${JSON.stringify(codecs)}`);
+  else if (codecs.some((c) => c !== moor.v1.Codec.IDENTITY) && compressionCodec() === null) errors.push('codecs: LZ4 and ZSTD need the native module (npm run build:native)');
+  let compression: ClientCompression | null = null;
+  try {
+    compression = new ClientCompression({
+      codecs: errors.length ? [] : codecs,
+      dictionaries: o.dictionaries ?? [],
+      fetchDictionaries: o.fetchDictionaries ?? true,
+      onDictionary: o.onDictionary ?? null,
+      extraIds: o.dictIds ?? [],
+    });
+  } catch (e) {
+    errors.push(`dictionaries: ${(e as Error).message}`);
+  }
   const kind = o.network?.kind;
   const kindValue = typeof kind === 'string' ? moor.v1.NetworkKind[kind] : (kind ?? moor.v1.NetworkKind.NET_UNKNOWN);
   if (kindValue === undefined) errors.push(`network.kind: unknown ${JSON.stringify(kind)}`);
@@ -123,6 +148,7 @@ export function resolveOptions(o: MoorClientOptions): ResolvedOptions {
     foreground: o.foreground ?? false,
     codecs,
     dictIds: o.dictIds ?? [],
+    compression: compression as ClientCompression,
     loadLastSeq: o.loadLastSeq ?? null,
     saveLastSeq: o.saveLastSeq ?? null,
     autoAck: o.autoAck ?? true,

@@ -6,6 +6,7 @@
 import { DEFAULT_MAX_FRAME, FLAG_CODEC_MASK, FRAME_TYPE_NAMES, FrameType } from '../protocol/constants';
 import { encodeFrame } from '../protocol/encoder';
 import { moor } from '../protocol/generated/moor';
+import type { ClientCompression } from './compression';
 import type { Endpoint } from './endpoint';
 import { GatewayError, MoorClientError } from './errors';
 import type { Frame } from './frames';
@@ -41,6 +42,8 @@ export interface SessionHandlers {
 }
 
 export interface SessionOptions {
+  /** Decompresses frames from the gateway (absent: a compressed frame is a violation). */
+  compression?: ClientCompression;
   handshakeTimeoutMs: number;
   pongTimeoutMs: number;
   /** Used when WELCOME carries no heartbeat_ms. */
@@ -166,9 +169,13 @@ export class Session {
   private onFrame(f: Frame): void {
     if (this.state >= State.CLOSING) return;
     const name = FRAME_TYPE_NAMES[f.type];
-    // Only IDENTITY is offered in HELLO, so a compressed frame is the gateway's mistake.
-    if ((f.flags & FLAG_CODEC_MASK) !== 0) this.violation(`compressed ${name}, but only identity was offered`);
-    else if (f.type === FrameType.WELCOME) this.onWelcome(f);
+    if ((f.flags & FLAG_CODEC_MASK) !== 0) {
+      // Bounded by max_frame; a codec HELLO did not offer is the gateway's mistake.
+      const plain = this.o.compression ? this.o.compression.inflate(f.flags, f.payload, this.maxFrame) : 'only identity was offered';
+      if (typeof plain === 'string') return this.violation(`compressed ${name}: ${plain}`);
+      f = { ...f, payload: plain };
+    }
+    if (f.type === FrameType.WELCOME) this.onWelcome(f);
     else if (f.type === FrameType.ERROR) this.onError(f);
     else if (f.type === FrameType.GOAWAY) this.onGoaway(f);
     else if (this.state !== State.READY) this.violation(`${name} before WELCOME`);
