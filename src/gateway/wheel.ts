@@ -6,14 +6,21 @@
  * Deadlines further than one revolution away are simply re-inserted when their slot
  * comes round. Callers that extend a deadline often (every frame) should not
  * reschedule each time: keep a `lastSeen` and re-check when the node fires.
+ *
+ * A node's deadline is kept in quarter ticks since the wheel was made, rounded up: a
+ * small integer (a Smi, in the node itself for 17 years at 1 s ticks), where a
+ * Date.now() value would be a boxed 16-byte double on every session (docs/memory.md).
  */
 export interface WheelNode {
   wheelNext: WheelNode | null;
   wheelPrev: WheelNode | null;
   /** Slot index, or -1 when not scheduled. */
   wheelSlot: number;
+  /** The deadline, in quarter ticks since the wheel's epoch (rounded up). */
   wheelDeadline: number;
 }
+
+const UNITS_PER_TICK = 4;
 
 export class TimingWheel<T extends WheelNode> {
   private readonly heads: (WheelNode | null)[];
@@ -22,9 +29,11 @@ export class TimingWheel<T extends WheelNode> {
   private tickNo: number;
   private timer: NodeJS.Timeout | null = null;
   private count = 0;
+  private readonly epochMs: number;
+  private readonly unitMs: number;
 
   /**
-   * @param tickMs granularity: deadlines fire at most one tick late.
+   * @param tickMs granularity: deadlines fire at most 1.25 ticks late (never early).
    * @param slots power of two; one revolution is tickMs * slots.
    */
   constructor(
@@ -37,6 +46,8 @@ export class TimingWheel<T extends WheelNode> {
     this.heads = new Array(slots).fill(null);
     this.mask = slots - 1;
     this.tickNo = Math.floor(nowMs / tickMs);
+    this.epochMs = this.tickNo * tickMs;
+    this.unitMs = tickMs / UNITS_PER_TICK;
   }
 
   get size(): number {
@@ -56,9 +67,10 @@ export class TimingWheel<T extends WheelNode> {
 
   schedule(node: T, deadlineMs: number): void {
     if (node.wheelSlot !== -1) this.unlink(node);
-    node.wheelDeadline = deadlineMs;
-    // Never into a slot the cursor has passed: the earliest is the next tick.
-    const tick = Math.max(Math.floor(deadlineMs / this.tickMs), this.tickNo);
+    const units = Math.ceil((deadlineMs - this.epochMs) / this.unitMs);
+    node.wheelDeadline = units;
+    // The slot of the rounded deadline, and never one the cursor has passed: the earliest is the next tick.
+    const tick = Math.max(Math.floor(units / UNITS_PER_TICK) + this.epochMs / this.tickMs, this.tickNo);
     const slot = tick & this.mask;
     const head = this.heads[slot];
     node.wheelPrev = null;
@@ -73,9 +85,10 @@ export class TimingWheel<T extends WheelNode> {
     if (node.wheelSlot !== -1) this.unlink(node);
   }
 
-  /** Fire every node whose deadline is <= nowMs. Exposed for tests with a fake clock. */
+  /** Fire every node whose deadline (rounded up to a quarter tick) is <= nowMs. Exposed for tests with a fake clock. */
   advance(nowMs: number): void {
     const target = Math.floor(nowMs / this.tickMs);
+    const now = Math.floor((nowMs - this.epochMs) / this.unitMs);
     // After a long stall, one pass over every slot is enough.
     const steps = Math.min(target - this.tickNo + 1, this.heads.length);
     for (let i = 0; i < steps; i++) {
@@ -83,7 +96,7 @@ export class TimingWheel<T extends WheelNode> {
       let node = this.heads[slot];
       while (node) {
         const next = node.wheelNext;
-        if (node.wheelDeadline <= nowMs) {
+        if (node.wheelDeadline <= now) {
           this.unlink(node);
           this.onExpire(node as T, nowMs);
         }
