@@ -87,7 +87,6 @@ export class Gateway implements MeshHandler {
     const now = Date.now();
     s.conn = conn;
     s.lastSeen = now;
-    s.connectedAt = now;
     this.wheel.schedule(s, now + this.deps.config.limits.handshake_timeout_ms);
     this.deps.metrics.connOpened(s.transport.kind);
   }

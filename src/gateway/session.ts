@@ -2,6 +2,9 @@
  * One device connection. Kept deliberately small (design.md: ~1 KB per session on
  * top of uWS): plain fields, no closures, no per-session timers (the timing wheel
  * links through the wheel* fields), transport behaviour in shared objects.
+ * docs/memory.md: every field is 8 bytes on every session, and a field that ever holds
+ * a number beyond 2^31 (e.g. a Date.now() value) costs a 16-byte box on top; state
+ * that few sessions need lives in one `rare` object behind accessors.
  */
 import type { WheelNode } from './wheel';
 
@@ -53,8 +56,8 @@ export class Session implements WheelNode {
   heartbeatMs = 0;
   /** Heartbeat policy tag (network class, mode, quiet intervals survived); 0 = none. */
   hb = 0;
+  /** Date.now() of the last frame (a boxed double: 16 bytes more per session). */
   lastSeen: number;
-  connectedAt: number;
   /** Highest durable seq sent to the device in this session (replay cursor). */
   sentSeq = 0;
   /** While > 0, a replay is running; live durable pushes above sentSeq are left to it. */
@@ -63,16 +66,11 @@ export class Session implements WheelNode {
   liveMissed = 0;
   netKind = 0;
   carrier = '';
-  /** TCP only: topics from the token, for the worker's topic index. */
-  topics: string[] | null = null;
   /** Highest cumulative ACK seen in this session. */
   ackedSeq = 0;
   /** Compression (src/compression/gateway.ts): codecs it may receive, bits 0-1, and its dictionary slot, bits 2-9. */
   cx = 0;
-  /** Frames received while the token is being verified (rare; copied). */
-  early: Array<{ type: number; stream: number; payload: Buffer }> | null = null;
-  /** Resolves a replay waiting for the transport to drain (rare). */
-  waiter: (() => void) | null = null;
+  private rare: SessionRare | null = null;
   /** Inbound limit (src/flow/bucket.ts): frame and byte tokens left, second of the last refill (-1: none yet). */
   inFrames = 0;
   inBytes = 0;
@@ -89,10 +87,53 @@ export class Session implements WheelNode {
   ) {
     this.state = state;
     this.lastSeen = nowMs;
-    this.connectedAt = nowMs;
   }
 
   get open(): boolean {
     return this.state === SessionState.OPEN;
   }
+
+  /** TCP only: topics from the token, for the worker's topic index. */
+  get topics(): string[] | null {
+    return this.rare?.topics ?? null;
+  }
+  set topics(v: string[] | null) {
+    this.setRare('topics', v);
+  }
+
+  /** Frames received while the token is being verified (copied). */
+  get early(): EarlyFrame[] | null {
+    return this.rare?.early ?? null;
+  }
+  set early(v: EarlyFrame[] | null) {
+    this.setRare('early', v);
+  }
+
+  /** Resolves a replay waiting for the transport to drain. */
+  get waiter(): (() => void) | null {
+    return this.rare?.waiter ?? null;
+  }
+  set waiter(v: (() => void) | null) {
+    this.setRare('waiter', v);
+  }
+
+  private setRare<K extends keyof SessionRare>(key: K, v: SessionRare[K]): void {
+    if (v === null && this.rare === null) return;
+    this.rare ??= { topics: null, early: null, waiter: null };
+    this.rare[key] = v;
+    if (this.rare.topics === null && this.rare.early === null && this.rare.waiter === null) this.rare = null;
+  }
+}
+
+export interface EarlyFrame {
+  type: number;
+  stream: number;
+  payload: Buffer;
+}
+
+/** What few sessions need, kept off the others. */
+interface SessionRare {
+  topics: string[] | null;
+  early: EarlyFrame[] | null;
+  waiter: (() => void) | null;
 }

@@ -3,8 +3,14 @@
  * for the devices whose hash(device_id) lands here. Packed into one number per device
  * to keep the per-connection cost down. Holding workers register and unregister;
  * a registration that displaces another session yields the one to kick (REPLACED).
+ *
+ * The worker sits in the low bits: while a worker's session numbers stay below 2^21
+ * the packed value is a small integer (a Smi) stored in the Map itself; above, V8 boxes
+ * it in a 16-byte HeapNumber per entry, as it did for every entry with the worker on
+ * top (docs/memory.md). Exact either way up to 2^43 sessions per worker.
  */
-const SID_SPACE = 2 ** 40;
+/** Workers a fleet node may run (config `workers`, max 1024). */
+const WORKER_SPACE = 1024;
 
 export interface Location {
   worker: number;
@@ -20,7 +26,7 @@ export class Directory {
 
   /** Returns the location this registration displaced, if it was another session. */
   add(deviceId: string, worker: number, sid: number): Location | null {
-    const packed = worker * SID_SPACE + sid;
+    const packed = pack(worker, sid);
     const prev = this.entries.get(deviceId);
     this.entries.set(deviceId, packed);
     return prev !== undefined && prev !== packed ? unpack(prev) : null;
@@ -28,7 +34,7 @@ export class Directory {
 
   /** Removes the entry only if it still names this session (a newer one may have replaced it). */
   remove(deviceId: string, worker: number, sid: number): void {
-    if (this.entries.get(deviceId) === worker * SID_SPACE + sid) this.entries.delete(deviceId);
+    if (this.entries.get(deviceId) === pack(worker, sid)) this.entries.delete(deviceId);
   }
 
   get(deviceId: string): Location | null {
@@ -40,7 +46,7 @@ export class Directory {
   dropWorker(worker: number): number {
     let n = 0;
     for (const [d, p] of this.entries) {
-      if (Math.floor(p / SID_SPACE) === worker) {
+      if (p % WORKER_SPACE === worker) {
         this.entries.delete(d);
         n++;
       }
@@ -49,7 +55,12 @@ export class Directory {
   }
 }
 
+function pack(worker: number, sid: number): number {
+  if (!(worker >= 0 && worker < WORKER_SPACE)) throw new RangeError(`directory: worker ${worker} is outside 0..${WORKER_SPACE - 1}`);
+  return sid * WORKER_SPACE + worker;
+}
+
 function unpack(p: number): Location {
-  const worker = Math.floor(p / SID_SPACE);
-  return { worker, sid: p - worker * SID_SPACE };
+  const worker = p % WORKER_SPACE;
+  return { worker, sid: (p - worker) / WORKER_SPACE };
 }
