@@ -81,7 +81,7 @@ export class Inspector {
   async snapshot(file: string): Promise<void> {
     const out = createWriteStream(file);
     this.chunks = (s) => out.write(s);
-    await this.call('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+    await this.call('HeapProfiler.takeHeapSnapshot', { reportProgress: false, captureNumericValue: true });
     this.chunks = null;
     await new Promise<void>((r) => out.end(() => r()));
   }
