@@ -113,6 +113,31 @@ describe('rollover and retirement (dict_keep = 2)', () => {
   });
 });
 
+describe('scheduled training', () => {
+  test('worker 0 trains on its own when the newest dictionary is older than train_interval_ms', async () => {
+    const gw = await startGateway([...COMPRESSION_ARGS, '--compression.train_interval_ms=1000'], { workers: 2 });
+    try {
+      await feedSamples(gw, 80);
+      let welcome: moor.v1.Welcome | null = null;
+      await until(
+        async () => {
+          const d = await connect(gw, 'ws', `sched-${Date.now()}`, { codecs: [ZSTD] });
+          d.conn.close();
+          welcome = d.welcome;
+          return d.welcome.dictUrl !== '';
+        },
+        15_000,
+        'a scheduled dictionary',
+      );
+      const id = Number(/\/(\d+)$/.exec(welcome!.dictUrl)![1]);
+      assert.equal(await dictStatus(gw, id), 200);
+      assert.ok(gw.logs.some((l) => l.msg === 'dictionary trained' && l.id === id));
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
 describe('topic fan-out', () => {
   let gw: Gateway;
   let dict: Trained;
