@@ -94,6 +94,9 @@ export class WorkerPool {
     const env: Record<string, string | undefined> = { MOOR_WORKER: JSON.stringify(this.spec(index)) };
     // undefined drops a variable from the child's environment: only the primary talks to systemd.
     for (const k of SYSTEMD_ENV) env[k] = undefined;
+    // glibc gives each thread (libuv pool, lmdb, piscina) its own malloc arena; after a
+    // connect storm they keep ~4 MB per worker. Two arenas keep most of it (docs/memory.md).
+    if (process.env.MALLOC_ARENA_MAX === undefined) env.MALLOC_ARENA_MAX = '2';
     const p = new WorkerProc(index, cluster.fork(env));
     const slot = this.slots[index];
     if (slot.restart) clearTimeout(slot.restart);

@@ -189,9 +189,10 @@ export class HeartbeatPolicy {
     const slot = tag >>> 5;
     if (mode === MODE_PROBE) {
       const q = this.table.probe[slot];
-      if (q > 0) return q;
+      // `| 0`: a Float64Array element stored in a session field would be a boxed HeapNumber (16 B each).
+      if (q > 0) return q | 0;
     }
-    return this.table.advice[slot];
+    return this.table.advice[slot] | 0;
   }
 
   kindOf(tag: number): number {
