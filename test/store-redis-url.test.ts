@@ -14,14 +14,15 @@ describe('store.redis_url', () => {
       db: 0,
       prefix: 'moor',
       timeoutMs: 2000,
+      liveTtlMs: 15000,
     });
   });
 
   it('credentials, db, TLS and parameters', () => {
-    const t = parseRedisUrl('rediss://gw:p%40ss%3Aword@redis.internal:6380/3?prefix=fleet-a&timeout_ms=750');
+    const t = parseRedisUrl('rediss://gw:p%40ss%3Aword@redis.internal:6380/3?prefix=fleet-a&timeout_ms=750&live_ttl_ms=3000');
     assert.deepEqual(
-      [t.tls, t.username, t.password, t.nodes, t.db, t.prefix, t.timeoutMs],
-      [true, 'gw', 'p@ss:word', [{ host: 'redis.internal', port: 6380 }], 3, 'fleet-a', 750],
+      [t.tls, t.username, t.password, t.nodes, t.db, t.prefix, t.timeoutMs, t.liveTtlMs],
+      [true, 'gw', 'p@ss:word', [{ host: 'redis.internal', port: 6380 }], 3, 'fleet-a', 750, 3000],
     );
     assert.deepEqual(
       [parseRedisUrl('redis://:secret@h').username, parseRedisUrl('redis://:secret@h').password],
@@ -55,6 +56,7 @@ describe('store.redis_url', () => {
       ['redis://h?prefix=a{b}', /prefix must be/],
       ['redis://h?timeout_ms=5', /timeout_ms/],
       ['redis://h?timeout=5', /unknown parameter "timeout"/],
+      ['redis://h?live_ttl_ms=100', /live_ttl_ms/],
       ['redis://%zz@h', /percent-encoding/],
     ];
     for (const [url, why] of bad) {

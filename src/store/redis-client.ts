@@ -22,7 +22,8 @@ function backoff(times: number): number {
   return Math.min(100 * 2 ** Math.min(times - 1, 4), 1000) + Math.floor(Math.random() * 100);
 }
 
-export function createClient(t: RedisTarget): RedisClient {
+/** `name`: the CLIENT SETNAME shown by CLIENT LIST; `subscriber`: a Cluster client that may SSUBSCRIBE (one connection per master). */
+export function createClient(t: RedisTarget, opts: { name?: string; subscriber?: boolean } = {}): RedisClient {
   const common: RedisOptions = {
     username: t.username,
     password: t.password,
@@ -38,7 +39,7 @@ export function createClient(t: RedisTarget): RedisClient {
     autoResendUnfulfilledCommands: false,
     // RESP2: the same reply shapes from every server version and proxy.
     protocol: 2,
-    connectionName: 'moor-store',
+    connectionName: opts.name ?? 'moor-store',
   };
   if (t.cluster) {
     return new Cluster(t.nodes, {
@@ -50,6 +51,7 @@ export function createClient(t: RedisTarget): RedisClient {
       scaleReads: 'master',
       clusterRetryStrategy: backoff,
       slotsRefreshTimeout: t.timeoutMs,
+      shardedSubscribers: opts.subscriber === true,
       redisOptions: common,
     });
   }

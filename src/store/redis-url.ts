@@ -8,6 +8,8 @@
  *   cluster=1|0      force Cluster mode on or off (default: on when several hosts are listed)
  *   prefix=NAME      key prefix, so several gateways can share one Redis (default: moor)
  *   timeout_ms=N     bound on every command and on connecting (default: 2000)
+ *   live_ttl_ms=N    fleet mode: how long a gateway worker counts as alive without
+ *                    renewing its liveness key (default: 15000; docs/fleet.md)
  *
  * Written by hand: WHATWG URL cannot parse a comma-separated host list.
  */
@@ -26,6 +28,7 @@ export interface RedisTarget {
   db: number;
   prefix: string;
   timeoutMs: number;
+  liveTtlMs: number;
 }
 
 /** A `store.redis_url` that cannot work; raised by openStore before any connection is tried. */
@@ -40,7 +43,8 @@ export class RedisUrlError extends Error {
 
 const DEFAULT_PORT = 6379;
 const DEFAULT_TIMEOUT_MS = 2000;
-const PARAMS = new Set(['cluster', 'prefix', 'timeout_ms']);
+const DEFAULT_LIVE_TTL_MS = 15_000;
+const PARAMS = new Set(['cluster', 'prefix', 'timeout_ms', 'live_ttl_ms']);
 
 function decode(part: string, what: string): string {
   try {
@@ -137,7 +141,15 @@ export function parseRedisUrl(url: string): RedisTarget {
     }
     timeoutMs = Number(timeoutParam);
   }
-  return { cluster, nodes, tls: scheme === 'rediss', username, password, db, prefix, timeoutMs };
+  let liveTtlMs = DEFAULT_LIVE_TTL_MS;
+  const liveParam = params.get('live_ttl_ms');
+  if (liveParam !== null) {
+    if (!/^\d{1,7}$/.test(liveParam) || Number(liveParam) < 300) {
+      throw new RedisUrlError('live_ttl_ms must be a whole number of milliseconds >= 300');
+    }
+    liveTtlMs = Number(liveParam);
+  }
+  return { cluster, nodes, tls: scheme === 'rediss', username, password, db, prefix, timeoutMs, liveTtlMs };
 }
 
 /** The URL with any password masked, for logs and error messages. */
