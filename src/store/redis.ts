@@ -60,6 +60,8 @@ export class RedisUnavailableError extends Error {
   }
 }
 
+/** How long depth deltas are summed before one INCRBY per shard (depth() and close() flush at once). */
+const DEPTH_FLUSH_MS = 1000;
 /** Markers read from the expiry index per round trip of a sweep. */
 const SWEEP_PAGE = 256;
 /** Stale markers (their pushes were acked) a sweep may clear beyond its limit. */
@@ -80,6 +82,7 @@ export class RedisStore implements Store {
   private sweepCursor = 0;
   /** Depth changes Redis has not counted yet (a failed INCRBY is retried with the next one). */
   private readonly pendingDepth: number[] = new Array(SHARDS).fill(0);
+  private depthTimer: NodeJS.Timeout | null = null;
   private readonly keys: Keys;
   private readonly scripts: Scripts;
 
@@ -120,6 +123,14 @@ export class RedisStore implements Store {
       throw store.unavailable(`open ${redactRedisUrl(url)}`, err);
     }
     return store;
+  }
+
+  /**
+   * The store's connection, for fleet mode's presence lookups and bus publishes
+   * (src/gateway/fleet.ts): a push that was just stored is routed over the same link.
+   */
+  get connection(): RedisClient {
+    return this.client;
   }
 
   async append(items: ReadonlyArray<{ deviceId: string; push: NewPush }>): Promise<number[]> {
@@ -166,7 +177,7 @@ export class RedisStore implements Store {
           });
         }),
       );
-      await this.flushDepth();
+      this.depthSoon();
       const failed = results.find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
     });
@@ -206,7 +217,7 @@ export class RedisStore implements Store {
     );
     if (removed > 0) {
       this.pendingDepth[shardOf(tag)] -= removed;
-      await this.flushDepth();
+      this.depthSoon();
     }
   }
 
@@ -349,6 +360,8 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.depthTimer) clearTimeout(this.depthTimer);
+    this.depthTimer = null;
     await this.flushDepth();
     this.closed = true;
     try {
@@ -378,6 +391,19 @@ export class RedisStore implements Store {
     const msg = err instanceof Error ? err.message : String(err);
     const last = this.lastError && this.lastError !== msg ? ` (last connection error: ${this.lastError})` : '';
     return new RedisUnavailableError(`redis store unavailable (${op}): ${msg}${last}`, { cause: err });
+  }
+
+  /**
+   * Appends and acks send their depth deltas at most once a second, summed: two INCRBYs
+   * per push (append, ack) would be a third of a push's round trips, for a gauge.
+   */
+  private depthSoon(): void {
+    if (this.depthTimer) return;
+    this.depthTimer = setTimeout(() => {
+      this.depthTimer = null;
+      if (!this.closed) void this.flushDepth();
+    }, DEPTH_FLUSH_MS);
+    this.depthTimer.unref();
   }
 
   /** Sends pending depth changes; a failed shard keeps its delta for the next try. */
