@@ -10,6 +10,8 @@ export interface WorkerSpec {
   /** Each worker's own WebSocket resume port, by worker index. */
   resumePorts: number[];
   meshDir: string;
+  /** The primary's start (base 36 ms): fleet mode tells this node's boots apart (src/gateway/fleet.ts). */
+  boot?: string;
 }
 
 /**

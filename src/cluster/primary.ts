@@ -70,7 +70,9 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
   cluster.setupPrimary({ exec: path.join(__dirname, 'worker-main.js'), args: [] });
   // TLS session-ticket keys for every worker's raw TCP listener (src/tls/primary.ts); null without TLS.
   TicketKeyService.start(resolved, getLogger('tls'));
-  const pool = new WorkerPool((index) => ({ index, config: resolved, resumePorts, meshDir }), resolved.workers, log);
+  // Fleet mode tells this node's boots apart by it (presence entries of older boots are cleaned up).
+  const boot = Date.now().toString(36);
+  const pool = new WorkerPool((index) => ({ index, config: resolved, resumePorts, meshDir, boot }), resolved.workers, log);
 
   let phase = '';
   let draining = false;

@@ -34,7 +34,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
 
   const store = await openStore(config);
   // Fleet mode: presence and the bus in the store's Redis (docs/fleet.md).
-  const fleet = config.store.kind === 'redis' ? await Fleet.open(config, index, spec.boot ?? Date.now().toString(36), getLogger('fleet')) : null;
+  const fleet = config.store.kind === 'redis' ? await Fleet.open(config, index, spec.boot ?? Date.now().toString(36), store, getLogger('fleet')) : null;
   const verifier = await TokenVerifier.create({ jwtSecret: config.auth.jwt_secret, jwtPublicKey: config.auth.jwt_public_key });
   const forwarder = new UpstreamForwarder({
     url: config.upstream.url,

@@ -75,7 +75,9 @@ export class WorkerBackend implements ApiBackend {
 
   /** Group devices by directory shard: one ROUTE request per shard. */
   private async route(hdr: PushHeader, ids: string[], seqs: number[] | undefined, body: Buffer): Promise<number> {
-    const { workerCount } = this.gw.deps;
+    const { workerCount, fleet } = this.gw.deps;
+    // Fleet mode: one presence lookup and one publish per holding worker, on any node.
+    if (fleet) return fleet.route(hdr, ids.map((d, i) => [d, seqs ? seqs[i] : 0]), body);
     const byShard = new Map<number, Array<[string, number]>>();
     ids.forEach((d, i) => {
       const shard = shardOf(d, workerCount);
@@ -101,7 +103,9 @@ export class WorkerBackend implements ApiBackend {
   }
 
   private async fanout(hdr: PushHeader, topic: string | null, body: Buffer): Promise<number> {
-    const { workerCount } = this.gw.deps;
+    const { workerCount, fleet } = this.gw.deps;
+    // Fleet mode: the other nodes' workers get it through the bus (not counted in `online`).
+    await fleet?.fanout(hdr, topic, body);
     const answers = await Promise.all(
       Array.from({ length: workerCount }, (_, w) =>
         this.gw.mesh.request(w, Op.FANOUT, { t: hdr, topic }, body).then(
@@ -114,20 +118,22 @@ export class WorkerBackend implements ApiBackend {
   }
 
   async deviceInfo(deviceId: string): Promise<DeviceInfo | null> {
-    const { store, workerCount, config } = this.gw.deps;
+    const { store, workerCount, config, fleet } = this.gw.deps;
     const [rec, heads, loc] = await Promise.all([
       guard(store.getDevice(deviceId)),
       guard(store.heads(deviceId)),
-      this.gw.mesh.request(shardOf(deviceId, workerCount), Op.LOOKUP, { d: deviceId }).then(
-        (r) => r.hdr as { w: number },
-        () => ({ w: -1 }),
-      ),
+      fleet
+        ? guard(fleet.locate(deviceId)).then((l) => (l ? { w: l.worker, node: l.node } : { w: -1 }))
+        : this.gw.mesh.request(shardOf(deviceId, workerCount), Op.LOOKUP, { d: deviceId }).then(
+            (r) => r.hdr as { w: number; node?: string },
+            () => ({ w: -1, node: undefined }),
+          ),
     ]);
     if (!rec) return null;
     const online = loc.w >= 0;
     return {
       online,
-      node: online ? config.node.id : rec.node || null,
+      node: online ? (loc.node ?? config.node.id) : rec.node || null,
       worker: online ? loc.w : null,
       connected_at: new Date(rec.connectedAtMs).toISOString(),
       network: { kind: networkName(rec.network.kind), carrier: rec.network.carrier },
@@ -138,6 +144,8 @@ export class WorkerBackend implements ApiBackend {
   }
 
   async kick(deviceId: string): Promise<boolean> {
+    const { fleet } = this.gw.deps;
+    if (fleet) return guard(fleet.kick(deviceId, ErrorCode.REPLACED, 'session closed by the operator'));
     const shard = shardOf(deviceId, this.gw.deps.workerCount);
     try {
       const r = await this.gw.mesh.request(shard, Op.KICK_DEVICE, { d: deviceId, code: ErrorCode.REPLACED, msg: 'session closed by the operator' });
