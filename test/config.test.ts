@@ -233,6 +233,9 @@ describe('errors are collected, all at once', () => {
     const bad = issuesOf({ args: ['--store.kind=redis', '--store.redis_url=http://x'] });
     assert.match(issueFor(bad, 'store.redis_url').message, /redis:\/\//);
     assert.equal(load({ args: ['--store.kind=redis', '--store.redis_url=redis://127.0.0.1:6399'] }).config.store.kind, 'redis');
+    // A Redis Cluster's seed list (WHATWG URL cannot parse it), and the engine's own checks.
+    assert.equal(load({ args: ['--store.kind=redis', '--store.redis_url=redis://127.0.0.1:7000,127.0.0.1:7001?prefix=f'] }).config.store.kind, 'redis');
+    assert.match(issueFor(issuesOf({ args: ['--store.kind=redis', '--store.redis_url=redis://h?nope=1'] }), 'store.redis_url').message, /unknown parameter "nope"/);
   });
 });
 

@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
+import { parseRedisUrl } from '../store/redis-url';
 import { ticketKeysFileProblem } from '../tls/ticket-keys';
 import { readFailure } from './errors';
 import type { ConfigKey } from './schema';
@@ -158,12 +159,15 @@ function checkAuth(ctx: CheckContext): void {
 function checkStore(ctx: CheckContext): void {
   const { kind, path: dir, redis_url } = ctx.config.store;
   if (ctx.ok('store.redis_url') && redis_url !== '') {
-    let url: URL | undefined;
+    // The engine's own parser: WHATWG URL cannot read a Cluster's comma-separated seed list.
+    let problem = '';
     try {
-      url = new URL(redis_url);
-    } catch {}
-    if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
-      ctx.error('store.redis_url', 'must be a redis:// or rediss:// URL', 'e.g. redis://127.0.0.1:6379/0');
+      parseRedisUrl(redis_url);
+    } catch (err) {
+      problem = (err as Error).message.replace(/^store\.redis_url: /, '');
+    }
+    if (problem) {
+      ctx.error('store.redis_url', `must be a redis:// or rediss:// URL: ${problem}`, 'e.g. redis://127.0.0.1:6379/0, or redis://h1:7000,h2:7000 for Redis Cluster (docs/store.md)');
     } else if (ctx.ok('store.kind') && kind === 'embedded') {
       ctx.warn('store.redis_url is set but store.kind is "embedded": the URL is not used');
     }
