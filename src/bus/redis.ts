@@ -15,7 +15,7 @@
 import type { WorkerAddress } from '../presence/presence';
 import { FleetKeys } from '../presence/redis-keys';
 import { RedisUnavailableError } from '../store/redis';
-import { connectWithin, createClient, type RedisClient } from '../store/redis-client';
+import { connectWithin, createClient, type RedisClient, RedisSetupError } from '../store/redis-client';
 import type { RedisTarget } from '../store/redis-url';
 import type { Bus } from './bus';
 
@@ -53,6 +53,9 @@ export class RedisBus implements Bus {
       await sub.ssubscribe(bus.keys.all());
     } catch (err) {
       sub.disconnect();
+      if (/unknown command/i.test((err as Error).message)) {
+        throw new RedisSetupError('fleet mode needs Redis 7.0 or newer (sharded pub/sub: SSUBSCRIBE, SPUBLISH)');
+      }
       throw bus.unavailable('subscribe', err);
     }
     return bus;
