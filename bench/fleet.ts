@@ -15,6 +15,10 @@
  *             per push, by command
  *   transient P/2 pushes with durable=false: the same
  *   leave     every device disconnects: operations per disconnect
+ *   at load   the Redis side alone (bench/fleet/direct.ts): append, lookup, SPUBLISH and
+ *             ack per push from the engine classes, 256 in flight (auto-pipelined, as
+ *             from busy gateways): Redis CPU per push where it is not waiting for work
+ *   inbox     bytes per stored push and per inbox head (MEMORY USAGE)
  *
  * Everything shares this machine's cores (Redis, the nodes, this client), so pushes/s is
  * a loopback figure; operations and Redis CPU per push are what docs/fleet.md sizes from.
@@ -30,6 +34,7 @@ import { deviceTag, Keys } from '../src/store/redis-keys';
 import { startNodes } from '../test/helpers/fleet';
 import { API_KEY, type Gateway } from '../test/helpers/gateway';
 import { startRedis } from '../test/helpers/redis';
+import { inboxBytes, pushesAtLoad } from './fleet/direct';
 
 interface Args {
   nodes: number;
@@ -61,7 +66,6 @@ const PHASE_LIMIT_MS = 300_000;
 
 interface Snapshot {
   calls: Map<string, number>;
-  usec: Map<string, number>;
   cpuUs: number;
   memory: number;
   at: number;
@@ -70,31 +74,25 @@ interface Snapshot {
 async function snapshot(r: Redis): Promise<Snapshot> {
   const [stats, cpu, mem] = await Promise.all([r.info('commandstats'), r.info('cpu'), r.info('memory')]);
   const calls = new Map<string, number>();
-  const usec = new Map<string, number>();
-  for (const m of stats.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
-    calls.set(m[1], Number(m[2]));
-    usec.set(m[1], Number(m[3]));
-  }
+  for (const m of stats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(m[1], Number(m[2]));
   const field = (text: string, k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(text)?.[1] ?? 0);
   // The main thread's CPU: where commands run (I/O threads are off by default).
   const cpuUs = (field(cpu, 'used_cpu_user_main_thread') + field(cpu, 'used_cpu_sys_main_thread')) * 1e6;
-  return { calls, usec, cpuUs, memory: field(mem, 'used_memory'), at: Date.now() };
+  return { calls, cpuUs, memory: field(mem, 'used_memory'), at: Date.now() };
 }
 
 /** Operations between two snapshots, by command, without the bench's own INFO calls. */
-function delta(a: Snapshot, b: Snapshot): { total: number; usec: number; byCommand: Record<string, number> } {
+function delta(a: Snapshot, b: Snapshot): { total: number; byCommand: Record<string, number> } {
   const byCommand: Record<string, number> = {};
   let total = 0;
-  let usec = 0;
   for (const [cmd, n] of b.calls) {
     if (cmd === 'info') continue;
     const d = n - (a.calls.get(cmd) ?? 0);
     if (d <= 0) continue;
     byCommand[cmd] = d;
     total += d;
-    usec += (b.usec.get(cmd) ?? 0) - (a.usec.get(cmd) ?? 0);
   }
-  return { total, usec, byCommand };
+  return { total, byCommand };
 }
 
 const per = (n: number, d: number, digits = 2): number => Number((n / d).toFixed(digits));
@@ -359,6 +357,18 @@ async function main(): Promise<void> {
     const s5 = await snapshot(raw);
     const leave = delta(s5a, s5);
 
+    log('Redis side at load (engine classes, no HTTP)…');
+    const nDirect = args.pushes * 2;
+    let d0: Snapshot | null = null;
+    const direct = await pushesAtLoad(redis.url('direct'), { n: nDirect, concurrency: 256, devices: 10_000, bodyBytes: 100 }, async () => {
+      d0 = await snapshot(raw);
+    });
+    const d1 = await snapshot(raw);
+    if (!d0) throw new Error('the load phase never started');
+    const dOps = delta(d0 as Snapshot, d1);
+    log('inbox memory…');
+    const inbox = await inboxBytes(redis.url('inbox'), raw, 1000, 4, 100);
+
     const result = {
       bench: 'fleet',
       nodes: args.nodes,
@@ -382,6 +392,15 @@ async function main(): Promise<void> {
       transient: { ...transient.out, ...rt(rtTransient, 300) },
       unloaded_durable: { api_ms: unloaded.api_ms, delivery_ms: unloaded.delivery_ms },
       leave: { redis_commands_per_device: per(leave.total, args.devices), ...rt(rtLeave, extraIds.length) },
+      redis_side_at_load: {
+        what: 'append + lookup + SPUBLISH + ack per push, 256 in flight from one process (auto-pipelined), 100 B bodies',
+        pushes: nDirect,
+        received: direct.received,
+        pushes_per_s: Math.round((nDirect / direct.ms) * 1000),
+        redis_cpu_us_per_push: per(d1.cpuUs - (d0 as Snapshot).cpuUs, nDirect),
+        redis_commands_per_push: per(dOps.total, nDirect),
+      },
+      inbox_bytes: { body_bytes: 100, ...inbox },
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
