@@ -82,7 +82,10 @@ describe('the gateway under systemd (Type=notify)', () => {
 
   test('READY=1 once every worker listens, with a STATUS line, from the primary only', async () => {
     const ready = await sock.waitFor((n) => n.fields.READY === '1');
-    // Workers log "worker listening" before they tell the primary, on the same stdout.
+    // Workers log "worker listening" before they tell the primary; the lines reach this
+    // test through a pipe, possibly after the datagram, so wait for them, then compare times.
+    const countListening = () => gw.logs.filter((l) => l.msg === 'worker listening').length;
+    for (let i = 0; i < 100 && countListening() < 2; i++) await sleep(20);
     const listening = gw.logs.filter((l) => l.msg === 'worker listening');
     assert.equal(listening.length, 2);
     for (const l of listening) assert.ok(Date.parse(l.time as string) <= ready.at, 'READY came after every worker listened');
