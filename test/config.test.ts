@@ -98,7 +98,7 @@ describe('defaults', () => {
       push_queue_bytes: 67_108_864,
       slow_ms: 30_000,
     });
-    assert.deepEqual(config.lanes, { weight_high: 8, weight_normal: 4, weight_bulk: 1, turn_sends: 1024 });
+    assert.deepEqual(config.lanes, { weight_high: 8, weight_normal: 4, weight_bulk: 1, turn_sends: 128 });
     assert.deepEqual(config.units, []);
     assert.equal(config.log.level, 'info');
   });

@@ -73,9 +73,12 @@ describe('lanes', () => {
 
   test('weighted shares when every lane is busy (8:4:1)', () => {
     const h = harness({ turn_sends: 130 });
-    h.sched.add(Lane.HIGH, h.job('h', 100_000));
     h.sched.add(Lane.NORMAL, h.job('n', 100_000));
     h.sched.add(Lane.BULK, h.job('b', 100_000));
+    h.sched.add(Lane.HIGH, h.job('h', 100_000));
+    // The high job found its lane empty and ran one turn's worth at once; then the turns.
+    assert.equal(h.log.length, 130);
+    h.log.length = 0;
     for (let i = 0; i < 100; i++) h.step();
     const count = (x: string) => h.log.filter((l) => l === x).length;
     assert.equal(h.log.length, 13_000, 'each turn does turn_sends writes');
@@ -147,11 +150,40 @@ describe('lanes', () => {
       },
       { started: (_l, ms) => waits.push(ms), sent: (l, n) => (sent[l] += n) },
     );
-    s.add(Lane.HIGH, new DeviceJob([['a', 0]], () => {}));
+    s.add(Lane.NORMAL, new DeviceJob([['a', 0]], () => {}));
     t = 7;
     (pending as unknown as () => void)();
     assert.deepEqual(waits, [7]);
-    assert.deepEqual(sent, [1, 0, 0]);
+    assert.deepEqual(sent, [0, 1, 0]);
+  });
+
+  test('a high job that finds its lane empty between turns runs at once; otherwise it keeps its place', () => {
+    const h = harness({ turn_sends: 100 });
+    h.sched.add(Lane.BULK, h.job('b', 1000));
+    h.sched.add(Lane.HIGH, h.job('h1', 1));
+    assert.deepEqual(h.log, ['h1'], 'ran inside add(), before any turn');
+    // A high job too big for one turn: the rest waits for the turns, and a later one queues behind it.
+    h.sched.add(Lane.HIGH, h.job('H', 150));
+    assert.equal(h.log.filter((x) => x === 'H').length, 100);
+    h.sched.add(Lane.HIGH, h.job('h2', 1));
+    assert.equal(h.log.includes('h2'), false, 'FIFO within the lane');
+    h.step();
+    const order = h.log.filter((x) => x !== 'b');
+    assert.deepEqual(order.slice(-2), ['H', 'h2']);
+    // Inside a turn add() never re-enters: a job added by a running job runs after it returns.
+    const h2 = harness();
+    h2.sched.add(Lane.NORMAL, {
+      done: false,
+      run() {
+        h2.log.push('outer');
+        h2.sched.add(Lane.HIGH, h2.job('inner', 1));
+        h2.log.push('outer returns');
+        (this as { done: boolean }).done = true;
+        return 1;
+      },
+    });
+    h2.step();
+    assert.deepEqual(h2.log, ['outer', 'outer returns', 'inner'], 'picked up by the same turn, after the outer job');
   });
 });
 

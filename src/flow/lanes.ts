@@ -10,7 +10,8 @@
  * million sessions is thousands of slices, and between two turns the event loop reads
  * sockets, so a high-priority push that arrives mid-broadcast runs at the start of the
  * next turn. Its wait is bounded by one turn (`turn_sends` writes, or one publish when
- * that is larger) plus the high-lane work queued before it.
+ * that is larger) plus the high-lane work queued before it. A high-priority job that
+ * finds its lane empty between turns runs at once (what the next turn would do first).
  */
 
 export const Lane = { HIGH: 0, NORMAL: 1, BULK: 2 } as const;
@@ -86,6 +87,8 @@ export class LaneScheduler {
   /** Deficit round robin credit per lane (may be negative after an overspend). */
   private readonly credit = [0, 0, 0];
   private scheduled = false;
+  /** A turn (or an immediate high-lane run) is executing: add() must not re-enter it. */
+  private inTurn = false;
   /** Turns run so far (tests, metrics). */
   turns = 0;
 
@@ -104,6 +107,17 @@ export class LaneScheduler {
   add(lane: LaneValue, job: LaneJob): void {
     if (job.done) return;
     this.queues[lane].items.push({ job, at: this.now(), started: false });
+    // An empty high lane outside a turn: this is what the next turn would run first, so run
+    // it now (up to one turn's writes) instead of waiting a loop iteration for it.
+    if (lane === Lane.HIGH && !this.inTurn && this.queues[Lane.HIGH].size === 1) {
+      this.inTurn = true;
+      try {
+        this.runLane(Lane.HIGH, this.config().turn_sends);
+      } finally {
+        this.inTurn = false;
+      }
+      if (this.queues[Lane.HIGH].size === 0 && this.queues[Lane.NORMAL].size + this.queues[Lane.BULK].size === 0) return;
+    }
     if (!this.scheduled) {
       this.scheduled = true;
       this.defer(this.turn);
@@ -114,6 +128,19 @@ export class LaneScheduler {
   readonly turn = (): void => {
     this.scheduled = false;
     this.turns++;
+    this.inTurn = true;
+    try {
+      this.runTurn();
+    } finally {
+      this.inTurn = false;
+    }
+    if (this.queues[0].size + this.queues[1].size + this.queues[2].size > 0 && !this.scheduled) {
+      this.scheduled = true;
+      this.defer(this.turn);
+    }
+  };
+
+  private runTurn(): void {
     const c = this.config();
     const weights = [c.weight_high, c.weight_normal, c.weight_bulk];
     let active = 0;
@@ -137,11 +164,7 @@ export class LaneScheduler {
     for (let l = 0 as LaneValue; l < 3 && budget > 0; l++) {
       if (this.queues[l].size > 0) budget -= this.runLane(l, budget);
     }
-    if (this.queues[0].size + this.queues[1].size + this.queues[2].size > 0) {
-      this.scheduled = true;
-      this.defer(this.turn);
-    }
-  };
+  }
 
   private runLane(lane: LaneValue, budget: number): number {
     const q = this.queues[lane];
