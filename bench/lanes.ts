@@ -1,0 +1,504 @@
+/**
+ * `npm run bench -- lanes [--quick] [--compare] [...]`: flow control under load (issue 10).
+ * Target: while a bulk broadcast runs to every connected device and one API key floods,
+ * high-priority single-device pushes from another key keep their p99 latency below 2x
+ * their idle p99.
+ *
+ * One gateway (`moor serve`, bench/lib/servers.ts), `devices` lean WebSocket clients in
+ * processes of `per-client` each over 127.0.0.x source addresses (bench/lib/idle-client.ts
+ * through client-pool.ts), and `probes` WebSocket devices in this process that receive
+ * the high-priority pushes (`probe-rate` per second, round robin, durable by default).
+ * The load comes from a child process (lanes/load.ts) so this process's event loop only
+ * times probes. Two conditions alternate in blocks of `block-s` (after a switch,
+ * `settle-s` are not measured), `cycles` times, so what else runs on the machine weighs
+ * on both alike:
+ *
+ *   idle   probes only.
+ *   load   probes, plus a bulk broadcast (`all: true`, priority bulk) `broadcast-per-s`
+ *          times a second from one key, and a flood of device pushes from another key
+ *          (`flood-per-s` at most, `flood-concurrency` in flight; over its budget of
+ *          `key-rate`/s the pushes are queued, then refused with 429).
+ *
+ * Then `slow`: a third of the client processes get SIGSTOP (their devices stop reading)
+ * while a heavier broadcast goes on; the worker's RSS is sampled every second, and slow
+ * sessions are closed after `slow-ms`.
+ *
+ * Latency = from the POST leaving this process to the PUSH frame read here (one clock).
+ * The load generators run at nice 10 (see lowPriority).
+ * `--compare` repeats the blocks on a gateway with flow control disarmed (one turn does
+ * all queued work, so a broadcast is never sliced; no key budget).
+ *
+ * Progress on stderr; one JSON line on stdout; the chart in bench/out/lanes.svg.
+ * Exit code 1 when the target is missed, 2 on a failed run.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { hello, RawConnection } from '../src/client/raw';
+import { FrameType } from '../src/protocol/constants';
+import { moor } from '../src/protocol/generated/moor';
+import { type Block, lanesChart, type Point, type Series } from './lanes/chart';
+import type { LoadSpec, LoadStats, ToLoad } from './lanes/load';
+import { type Client, connectAll, startClient } from './lib/client-pool';
+import { killAll, own, readRss, sleep } from './lib/procs';
+import { type Server, startGateway } from './lib/servers';
+import { mintToken } from './lib/ws-wire';
+import { type Summary, summarize } from './soak/stats';
+
+interface Options {
+  devices: number;
+  perClient: number;
+  firstHost: number;
+  probes: number;
+  probeRate: number;
+  cycles: number;
+  blockS: number;
+  settleS: number;
+  slowPhaseS: number;
+  broadcastPerS: number;
+  broadcastBody: number;
+  slowBroadcastPerS: number;
+  slowBroadcastBody: number;
+  floodConcurrency: number;
+  floodPerS: number;
+  floodDurable: boolean;
+  /** High-priority probe pushes durable (stored, then sent) or transient. */
+  probeDurable: boolean;
+  /** The default unit's budget per API key per worker (the flooder exceeds it). */
+  keyRate: number;
+  keyQueue: number;
+  maxBuffered: number;
+  slowMs: number;
+  workers: number;
+  compare: boolean;
+  slow: boolean;
+  /** Write CPU profiles of the gateway's processes into this directory. */
+  prof: string;
+  /** Extra `moor serve` flags (--gateway-arg=--lanes.turn_sends=256, repeatable). */
+  gatewayArgs: string[];
+  /** What runs in the load phase (to take the load apart). */
+  load: 'both' | 'broadcast' | 'flood';
+  timeoutS: number;
+}
+
+const USAGE = `usage: npm run bench -- lanes [--quick] [--compare] [--no-slow] [--devices=6000] [--per-client=2000]
+  [--first-host=40] [--probes=20] [--probe-rate=50] [--cycles=6] [--block-s=4] [--settle-s=1]
+  [--broadcast-per-s=10] [--broadcast-body=1024] [--slow-phase-s=20] [--slow-broadcast-per-s=10] [--slow-broadcast-body=1024]
+  [--flood-concurrency=8] [--flood-per-s=2000] [--flood-durable=true] [--probe-durable=true]
+  [--key-rate=200] [--key-queue=2000] [--max-buffered=65536] [--slow-ms=8000] [--workers=1] [--load=both|broadcast|flood]
+  [--prof=DIR] [--gateway-arg=--section.key=value ...] [--timeout-s=600]`;
+
+const INTS: Record<string, keyof Options> = {
+  devices: 'devices',
+  'per-client': 'perClient',
+  'first-host': 'firstHost',
+  probes: 'probes',
+  'probe-rate': 'probeRate',
+  cycles: 'cycles',
+  'block-s': 'blockS',
+  'settle-s': 'settleS',
+  'slow-phase-s': 'slowPhaseS',
+  'broadcast-per-s': 'broadcastPerS',
+  'broadcast-body': 'broadcastBody',
+  'slow-broadcast-per-s': 'slowBroadcastPerS',
+  'slow-broadcast-body': 'slowBroadcastBody',
+  'flood-concurrency': 'floodConcurrency',
+  'flood-per-s': 'floodPerS',
+  'key-rate': 'keyRate',
+  'key-queue': 'keyQueue',
+  'max-buffered': 'maxBuffered',
+  'slow-ms': 'slowMs',
+  workers: 'workers',
+  'timeout-s': 'timeoutS',
+};
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = {
+    devices: 6000, perClient: 2000, firstHost: 40, probes: 20, probeRate: 50, cycles: 6, blockS: 4, settleS: 1, slowPhaseS: 20,
+    broadcastPerS: 10, broadcastBody: 1024, slowBroadcastPerS: 10, slowBroadcastBody: 1024, floodConcurrency: 8, floodPerS: 2000, floodDurable: true, probeDurable: true, keyRate: 200, keyQueue: 2000,
+    maxBuffered: 65_536, slowMs: 8_000, workers: 1, compare: false, slow: true, prof: '', gatewayArgs: [], load: 'both', timeoutS: 600,
+  };
+  if (argv.includes('--quick')) Object.assign(o, { devices: 1500, perClient: 500, cycles: 4, blockS: 2, slowPhaseS: 15 });
+  for (const a of argv) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    const [k, v] = m ? [m[1], m[2]] : ['', undefined];
+    if (k === 'help') {
+      process.stderr.write(`${USAGE}\n`);
+      process.exit(0);
+    } else if (k === 'quick' && v === undefined) continue;
+    else if (k === 'compare' && v === undefined) o.compare = true;
+    else if (k === 'no-slow' && v === undefined) o.slow = false;
+    else if (k === 'prof' && v) o.prof = path.resolve(v);
+    else if (k === 'gateway-arg' && v?.startsWith('--')) o.gatewayArgs.push(v);
+    else if (k === 'flood-durable' && (v === 'true' || v === 'false')) o.floodDurable = v === 'true';
+    else if (k === 'probe-durable' && (v === 'true' || v === 'false')) o.probeDurable = v === 'true';
+    else if (k === 'load' && (v === 'both' || v === 'broadcast' || v === 'flood')) o.load = v;
+    else if (k in INTS && v !== undefined && /^\d+$/.test(v)) (o[INTS[k]] as number) = Number(v);
+    else {
+      process.stderr.write(`bad argument ${a}\n${USAGE}\n`);
+      process.exit(2);
+    }
+  }
+  return o;
+}
+
+const SECRET = randomBytes(24).toString('base64url');
+const KEYS = { high: 'bench-high-key', bulk: 'bench-bulk-key', flood: 'bench-flood-key' };
+const log = (m: string): void => {
+  process.stderr.write(`[lanes] ${m}\n`);
+};
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+
+function request(port: number, method: string, p: string, body?: string, key?: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve) => {
+    const headers: Record<string, string | number> = {};
+    if (key) headers.authorization = `Bearer ${key}`;
+    if (body !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    const req = http.request({ host: '127.0.0.1', port, path: p, method, agent, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        text += d;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on('error', () => resolve({ status: 0, text: '' }));
+    req.end(body);
+  });
+}
+
+/** The probe devices and the high-priority pushes sent to them, matched by body. */
+class Probes {
+  private readonly conns: RawConnection[] = [];
+  private readonly pending = new Map<string, { t0: number; phase: number }>();
+  readonly samples: Point[][] = [];
+  lost = 0;
+  private n = 0;
+
+  constructor(
+    private readonly apiPort: number,
+    private readonly t0: number,
+    private readonly durable: boolean,
+  ) {}
+
+  async open(wsPort: number, count: number): Promise<void> {
+    const exp = Math.floor(Date.now() / 1000) + 3600;
+    for (let i = 0; i < count; i++) {
+      const id = `probe-${i}`;
+      const c = await RawConnection.ws(`ws://127.0.0.1:${wsPort}/ws`);
+      c.send(hello({ deviceId: id, token: mintToken(SECRET, id, exp), client: 'bench-lanes' }));
+      const f = await c.nextFrame(10_000);
+      if (f.type !== FrameType.WELCOME) throw new Error(`probe ${id}: expected WELCOME, got frame type ${f.type}`);
+      this.conns.push(c);
+      void this.read(c);
+    }
+  }
+
+  private async read(c: RawConnection): Promise<void> {
+    for (;;) {
+      let f: { type: number; payload: Buffer };
+      try {
+        f = await c.nextFrame(3_600_000);
+      } catch {
+        return;
+      }
+      if (f.type !== FrameType.PUSH) continue;
+      const now = performance.now();
+      const key = Buffer.from(moor.v1.Push.decode(f.payload).body).toString();
+      const p = this.pending.get(key);
+      if (!p) continue;
+      this.pending.delete(key);
+      this.samples[p.phase].push({ t: (p.t0 - this.t0) / 1000, v: now - p.t0 });
+    }
+  }
+
+  /** Sends `rate` pushes/s for `ms` (samples of `phase` accumulate over calls), then waits up to 3 s for the last ones. */
+  async run(phase: number, rate: number, ms: number): Promise<void> {
+    this.samples[phase] ??= [];
+    const every = 1000 / rate;
+    const end = performance.now() + ms;
+    let next = performance.now();
+    while (performance.now() < end) {
+      const wait = next - performance.now();
+      if (wait > 0) await sleep(wait);
+      next += every;
+      const n = this.n++;
+      const device = `probe-${n % this.conns.length}`;
+      const body = `h${n}`;
+      this.pending.set(body, { t0: performance.now(), phase });
+      void request(this.apiPort, 'POST', '/v1/push', JSON.stringify({ device_id: device, body, priority: 'high', durable: this.durable }), KEYS.high);
+    }
+    for (let i = 0; i < 30 && [...this.pending.values()].some((p) => p.phase === phase); i++) await sleep(100);
+    for (const [k, p] of this.pending) {
+      if (p.phase !== phase) continue;
+      this.pending.delete(k);
+      this.lost++;
+    }
+  }
+
+  close(): void {
+    for (const c of this.conns) c.close();
+  }
+}
+
+/**
+ * The load generators (client processes, the loader) run at nice 10: on this 2-core
+ * machine they would otherwise take the CPU from the gateway they are measuring, which
+ * in production runs on its own cores.
+ */
+function lowPriority(pid: number): void {
+  try {
+    os.setPriority(pid, 10);
+  } catch {}
+}
+
+/** The load process (lanes/load.ts): switched on and off; `end` resolves its stats. */
+class Loader {
+  private readonly child: ChildProcess;
+  private readonly stats: Promise<LoadStats>;
+
+  constructor(spec: LoadSpec) {
+    this.child = fork(path.join(__dirname, 'lanes', 'load.js'), [JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    own(this.child);
+    lowPriority(this.child.pid as number);
+    this.stats = new Promise((resolve, reject) => {
+      this.child.on('message', (m: { t: string; stats: LoadStats }) => {
+        if (m.t === 'stats') resolve(m.stats);
+      });
+      this.child.once('exit', (code) => reject(new Error(`the load process exited (${code}) without a report`)));
+    });
+  }
+
+  send(m: ToLoad): void {
+    if (this.child.connected) this.child.send(m);
+  }
+
+  end(): Promise<LoadStats> {
+    this.send({ t: 'end' });
+    return this.stats;
+  }
+}
+
+/** One histogram's buckets from Prometheus text (prom-client puts `le` first): le → cumulative count. */
+function buckets(text: string, name: string, label: string): Map<string, number> {
+  const out = new Map<string, number>();
+  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)",${label}\\} (\\d+)`, 'gm');
+  for (let m = re.exec(text); m; m = re.exec(text)) out.set(m[1], Number(m[2]));
+  return out;
+}
+
+function gauge(text: string, line: string): number {
+  const m = new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} ([\\d.e+]+)`, 'm').exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+const r1 = (x: number): number => Math.round(x * 10) / 10;
+const MB = 1024 * 1024;
+
+interface Run {
+  idle: Summary;
+  load: Summary;
+  ratio: number;
+  lost: number;
+  loadStats: LoadStats;
+  laneHigh: Record<string, number>;
+  slow: Record<string, number> | null;
+  series: Series[];
+  blocks: Block[];
+  rss: Point[];
+}
+
+const COLORS = { idle: '#2b7bba', load: '#d7301f', slow: '#7a0177' };
+
+async function experiment(o: Options, label: string, extra: string[], withSlow: boolean): Promise<Run> {
+  const apiPort = await freePort();
+  const server: Server = await startGateway({
+    nodeArgs: o.prof ? ['--cpu-prof', `--cpu-prof-dir=${o.prof}`] : [],
+    jwtSecret: SECRET,
+    apiKey: Object.values(KEYS).join(','),
+    args: [
+      `--workers=${o.workers}`,
+      `--api.port=${apiPort}`,
+      `--limits.push_per_s=${o.keyRate}`,
+      `--limits.push_burst=${o.keyRate}`,
+      `--limits.push_queue=${o.keyQueue}`,
+      `--limits.max_buffered=${o.maxBuffered}`,
+      `--limits.slow_ms=${o.slowMs}`,
+      ...o.gatewayArgs,
+      ...extra,
+    ],
+  });
+  log(`${label}: gateway up (worker pid ${server.pid}, ws ${server.port}, api ${apiPort})`);
+  const procs = Math.max(1, Math.ceil(o.devices / o.perClient));
+  const clients: Client[] = [];
+  for (let k = 0; k < procs; k++) {
+    const first = Math.floor((k * o.devices) / procs);
+    const count = Math.floor(((k + 1) * o.devices) / procs) - first;
+    clients.push(
+      await startClient({
+        mode: 'moor', host: '127.0.0.1', port: server.port, path: server.path, localAddress: `127.0.0.${o.firstHost + k}`,
+        prefix: 'bulk-', first, count, secret: SECRET, inflight: 200, pingEveryMs: 60_000, handshakeTimeoutMs: 20_000, maxLifeMs: o.timeoutS * 1000,
+      }),
+    );
+  }
+  await connectAll(`${label}: devices`, clients, Date.now() + 120_000, log);
+  for (const c of clients) lowPriority(c.pid);
+  const t0 = performance.now();
+  const now = () => (performance.now() - t0) / 1000;
+  const probes = new Probes(apiPort, t0, o.probeDurable);
+  await probes.open(server.port, o.probes);
+  const rss: Point[] = [];
+  const sampler = setInterval(() => {
+    try {
+      rss.push({ t: now(), v: readRss(server.pid).rss / MB });
+    } catch {}
+  }, 1000);
+  const spec = (broadcastPerS: number, broadcastBody: number): LoadSpec => ({
+    apiPort, bulkKey: KEYS.bulk, floodKey: KEYS.flood, broadcastPerS, broadcastBody, floodConcurrency: o.floodConcurrency, floodPerS: o.floodPerS,
+    floodBody: 256, floodDurable: o.floodDurable, floodPrefix: 'bulk-', floodCount: o.devices, maxLifeMs: o.timeoutS * 1000,
+  });
+  const blocks: Block[] = [];
+  const block = async (phase: number, color: string) => {
+    const start = now();
+    await probes.run(phase, o.probeRate, o.blockS * 1000);
+    blocks.push({ color, start, end: now() });
+  };
+
+  // Idle and load alternate; the first seconds after a switch (a broadcast still landing,
+  // a flood's queue still draining) are not measured.
+  const loader = new Loader(spec(o.broadcastPerS, o.broadcastBody));
+  for (let c = 0; c < o.cycles; c++) {
+    await block(0, COLORS.idle);
+    loader.send({ t: 'on', broadcast: o.load !== 'flood', flood: o.load !== 'broadcast' });
+    await sleep(o.settleS * 1000);
+    await block(1, COLORS.load);
+    loader.send({ t: 'off' });
+    await sleep(o.settleS * 1000 + (c === o.cycles - 1 ? 0 : Math.ceil((1000 * o.keyQueue) / o.keyRate)));
+  }
+  const loadStats = await loader.end();
+  const idle = summarize(probes.samples[0].map((p) => p.v));
+  const loaded = summarize(probes.samples[1].map((p) => p.v));
+  const series: Series[] = [
+    { name: `${label} idle`, color: COLORS.idle, points: probes.samples[0], p99: idle.p99 },
+    { name: `${label} broadcast + flood`, color: COLORS.load, points: probes.samples[1], p99: loaded.p99 },
+  ];
+  log(`${label} idle: n ${idle.n}, p50 ${idle.p50} ms, p99 ${idle.p99} ms, max ${idle.max} ms`);
+  log(`${label} load: n ${loaded.n}, p50 ${loaded.p50} ms, p99 ${loaded.p99} ms, max ${loaded.max} ms`);
+  const bms = summarize(loadStats.broadcastMs);
+  log(`${label} load: ${loadStats.broadcasts} broadcasts to ${loadStats.broadcastOnline} devices (202 after ${bms.p50} ms p50), flood ${JSON.stringify(loadStats.flood)}`);
+  const metrics = (await request(apiPort, 'GET', '/metrics')).text;
+  const hb = buckets(metrics, 'moor_lane_wait_seconds', 'lane="high"');
+  const count = hb.get('+Inf') ?? 0;
+  const share = (le: string) => (count ? r1((100 * (hb.get(le) ?? 0)) / count) : Number.NaN);
+  const laneHigh = { jobs: count, pct_within_1ms: share('0.001'), pct_within_2ms: share('0.002'), pct_within_5ms: share('0.005'), pct_within_10ms: share('0.01') };
+
+  let slow: Record<string, number> | null = null;
+  if (withSlow && clients.length >= 2) {
+    const stopped = clients.slice(0, Math.max(1, Math.floor(clients.length / 3)));
+    const stalled = stopped.reduce((n, c) => n + (c.stats?.up ?? 0), 0);
+    const start = now();
+    const before = readRss(server.pid).rss;
+    for (const c of stopped) process.kill(c.pid, 'SIGSTOP');
+    log(`${label} slow: ${stalled} devices stopped reading (SIGSTOP on ${stopped.length} of ${clients.length} client processes)`);
+    const bg = new Loader(spec(o.slowBroadcastPerS, o.slowBroadcastBody));
+    bg.send({ t: 'on', broadcast: true, flood: false });
+    await probes.run(2, o.probeRate, o.slowPhaseS * 1000);
+    const bgStats = await bg.end();
+    blocks.push({ color: COLORS.slow, start, end: now() });
+    const after = readRss(server.pid).rss;
+    const m = (await request(apiPort, 'GET', '/metrics')).text;
+    for (const c of stopped) process.kill(c.pid, 'SIGCONT');
+    const s = summarize(probes.samples[2].map((p) => p.v));
+    series.push({ name: `${label} a third stalled`, color: COLORS.slow, points: probes.samples[2], p99: s.p99 });
+    const inPhase = rss.filter((p) => p.t >= start);
+    const peak = Math.max(before / MB, ...inPhase.map((p) => p.v)) * MB;
+    slow = {
+      stopped_devices: stalled,
+      broadcasts: bgStats.broadcasts,
+      broadcast_mb_per_device: r1((bgStats.broadcasts * o.slowBroadcastBody) / MB),
+      rss_before_mb: r1(before / MB),
+      rss_peak_mb: r1(peak / MB),
+      rss_end_mb: r1(after / MB),
+      buffer_bound_mb: r1((stalled * o.maxBuffered) / MB),
+      slow_closed: gauge(m, 'moor_flow_refused_total{reason="slow"}'),
+      p99_ms: s.p99,
+    };
+    log(`${label} slow: RSS ${slow.rss_before_mb} -> peak ${slow.rss_peak_mb} -> ${slow.rss_end_mb} MB (buffers bounded by ${slow.buffer_bound_mb} MB), ${slow.slow_closed} slow sessions closed; high p99 ${s.p99} ms`);
+  }
+
+  clearInterval(sampler);
+  probes.close();
+  for (const c of clients) await c.stop();
+  await server.stop();
+  return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, slow, series, blocks, rss };
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const watchdog = setTimeout(() => {
+    log(`timed out after ${o.timeoutS} s`);
+    killAll();
+    process.exit(2);
+  }, o.timeoutS * 1000);
+  watchdog.unref();
+  const run = await experiment(o, 'lanes', [], o.slow);
+  let compare: Run | null = null;
+  // Disarmed: one turn takes every queued job whole (no slicing between a broadcast's shards), no key budget.
+  if (o.compare) compare = await experiment({ ...o, devices: o.devices }, 'disarmed', ['--lanes.turn_sends=1000000', '--limits.push_per_s=1000000', '--limits.push_burst=1000000'], false);
+
+  const outDir = path.resolve(__dirname, '..', '..', 'bench', 'out');
+  mkdirSync(outDir, { recursive: true });
+  const svg = path.join(outDir, 'lanes.svg');
+  const title = `bench lanes: ${o.devices} devices, ${o.workers} worker(s): high-priority p99 ${run.idle.p99} ms idle, ${run.load.p99} ms under broadcast + flood (${run.ratio.toFixed(2)}x)`;
+  writeFileSync(svg, lanesChart(title, run.series, run.blocks, run.rss));
+  log(`chart: ${svg}`);
+  const s = run.loadStats;
+  const line = {
+    bench: 'lanes',
+    devices: o.devices,
+    workers: o.workers,
+    probes: o.probes,
+    probe_rate: o.probeRate,
+    probe_durable: o.probeDurable,
+    gateway_args: o.gatewayArgs,
+    cycles: o.cycles,
+    block_s: o.blockS,
+    idle: run.idle,
+    load: run.load,
+    p99_ratio: r1(run.ratio * 100) / 100,
+    target: 'load p99 < 2x idle p99',
+    pass: run.ratio < 2,
+    lost: run.lost,
+    broadcast: { per_s: o.broadcastPerS, body: o.broadcastBody, done: s.broadcasts, devices: s.broadcastOnline, fanout_ms: summarize(s.broadcastMs) },
+    flood: { concurrency: o.floodConcurrency, per_s_max: o.floodPerS, durable: o.floodDurable, key_rate: o.keyRate, key_queue: o.keyQueue, ...s.flood },
+    lane_wait_high: run.laneHigh,
+    slow: run.slow,
+    compare: compare ? { idle: compare.idle, load: compare.load, p99_ratio: r1(compare.ratio * 100) / 100, lane_wait_high: compare.laneHigh, broadcasts: compare.loadStats.broadcasts, flood: compare.loadStats.flood } : null,
+    chart: 'bench/out/lanes.svg',
+  };
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+  clearTimeout(watchdog);
+  process.exit(line.pass ? 0 : 1);
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : err}\n`);
+  killAll();
+  process.exit(2);
+});
