@@ -481,7 +481,7 @@ async function main(): Promise<void> {
     block_s: o.blockS,
     idle: run.idle,
     load: run.load,
-    p99_ratio: r1(run.ratio * 100) / 100,
+    p99_ratio: Math.round(run.ratio * 100) / 100,
     target: 'load p99 < 2x idle p99',
     pass: run.ratio < 2,
     lost: run.lost,
@@ -489,7 +489,7 @@ async function main(): Promise<void> {
     flood: { concurrency: o.floodConcurrency, per_s_max: o.floodPerS, durable: o.floodDurable, key_rate: o.keyRate, key_queue: o.keyQueue, ...s.flood },
     lane_wait_high: run.laneHigh,
     slow: run.slow,
-    compare: compare ? { idle: compare.idle, load: compare.load, p99_ratio: r1(compare.ratio * 100) / 100, lane_wait_high: compare.laneHigh, broadcasts: compare.loadStats.broadcasts, flood: compare.loadStats.flood } : null,
+    compare: compare ? { idle: compare.idle, load: compare.load, p99_ratio: Math.round(compare.ratio * 100) / 100, lane_wait_high: compare.laneHigh, broadcasts: compare.loadStats.broadcasts, flood: compare.loadStats.flood } : null,
     chart: 'bench/out/lanes.svg',
   };
   process.stdout.write(`${JSON.stringify(line)}\n`);

@@ -252,7 +252,8 @@ describe('flow control: slow consumers', { timeout: 120_000 }, () => {
     const grown = rssAnon(pid) - plateau;
     const mb = (b: number) => (b / 1048576).toFixed(1);
     t.diagnostic(`worker RssAnon: +${mb(mid - plateau)} MB, +${mb(grown)} MB after 24 and 48 MB more pushed to a paused device`);
-    assert.ok(grown < 16 * 1024 * 1024, `the worker grew ${mb(grown)} MB (${mb(mid - plateau)} MB after the first 24) for 48 MB more pushed to a device that reads nothing`);
+    // Half of what was pushed: GC timing moves RSS by ~10 MB; unbounded buffering grows ~1.4x what is pushed.
+    assert.ok(grown < 24 * 1024 * 1024, `the worker grew ${mb(grown)} MB (${mb(mid - plateau)} MB after the first 24) for 48 MB more pushed to a device that reads nothing`);
     await sleep(1500); // a sweep has run
     const m = (await gw.api('GET', '/metrics')).body as string;
     const held = Number(/moor_flow_slow_buffered_bytes (\d+)/.exec(m)?.[1] ?? -1);
