@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ALL_SHARDS, DeviceJob, FanoutJob, type JobGateway, shardTopic, TOPIC_SHARDS } from '../src/flow/jobs';
+import { DeviceJob, FanoutJob, type JobGateway, shardTopic, TOPIC_SHARDS } from '../src/flow/jobs';
 import { Lane, type LaneConfig, type LaneJob, LaneScheduler, laneOfFanout, laneOfPriority } from '../src/flow/lanes';
 import type { Session } from '../src/gateway/session';
 import { SendResult, SessionState } from '../src/gateway/session';
@@ -204,12 +204,11 @@ describe('jobs', () => {
     assert.equal(slices.flat().join(), devs.map((d) => d[0]).join());
   });
 
-  test('WebSocket sessions subscribe to a shard of each topic', () => {
-    assert.equal(shardTopic('*', 130), `${130 % ALL_SHARDS}|*`);
+  test('WebSocket sessions subscribe to a shard of each named topic', () => {
     assert.equal(shardTopic('t:news', 13), `${13 % TOPIC_SHARDS}|t:news`);
   });
 
-  test('a fan-out publishes shard by shard, then TCP sessions in slices, and counts who it reached', async () => {
+  test('a topic fan-out publishes shard by shard, then TCP sessions in slices, and counts who it reached', async () => {
     const published: string[] = [];
     const perShard = 10;
     const tcp = new Set<Session>();
@@ -224,10 +223,12 @@ describe('jobs', () => {
         sends++;
         return sends === 5 ? SendResult.DROPPED : SendResult.OK;
       },
-      tcpSubscribers: (t) => (t === '*' ? tcp : undefined),
+      tcpSubscribers: (t) => (t === 't:news' ? tcp : undefined),
+      sessions: () => assert.fail('a named topic does not walk the hub'),
+      broadcastKey: () => '*',
     };
     let reached = -1;
-    const j = new FanoutJob(gw, '*', new Uint8Array(4), (n) => {
+    const j = new FanoutJob(gw, 't:news', new Uint8Array(4), (n) => {
       reached = n;
     });
     let runs = 0;
@@ -236,16 +237,52 @@ describe('jobs', () => {
       assert.ok(used >= 1 && used <= 30, `a run stays in its budget (${used})`);
       runs++;
     }
-    assert.equal(published.length, ALL_SHARDS);
-    assert.equal(published[0], '0|*');
-    assert.equal(published[ALL_SHARDS - 1], `${ALL_SHARDS - 1}|*`);
-    assert.equal(runs, Math.ceil((ALL_SHARDS * perShard) / 30) + 1);
+    assert.equal(published.length, TOPIC_SHARDS);
+    assert.equal(published[0], '0|t:news');
+    assert.equal(published[TOPIC_SHARDS - 1], `${TOPIC_SHARDS - 1}|t:news`);
+    // 8 shards x 10 = 80 published in 3 runs, then 25 TCP sessions (after the 10 left of run 3's budget).
+    assert.equal(runs, 4);
     // 24 open TCP sessions, one of which was dropped.
-    assert.equal(reached, ALL_SHARDS * perShard + 23);
+    assert.equal(reached, TOPIC_SHARDS * perShard + 23);
+  });
+
+  test('a broadcast walks every session in slices, sends each its own variant, and subscribes nobody', () => {
+    const hub = new Map<string, Session>();
+    for (let i = 0; i < 100; i++) hub.set(`d${i}`, { deviceId: `d${i}`, state: i === 7 ? SessionState.CLOSING : SessionState.OPEN, cx: i % 4 === 0 ? 1 : 0 } as Session);
+    const sent: string[] = [];
+    const gw: JobGateway = {
+      publish: () => assert.fail('a broadcast publishes to no uWS topic'),
+      send(s) {
+        sent.push(s.deviceId);
+        return s.deviceId === 'd10' ? SendResult.DROPPED : SendResult.OK;
+      },
+      tcpSubscribers: () => assert.fail('a broadcast does not use the TCP topic index'),
+      sessions: () => hub.values(),
+      broadcastKey: (s) => (s.cx === 1 ? 'z1:*' : '*'),
+    };
+    const reachedBy: Record<string, number> = {};
+    for (const key of ['*', 'z1:*']) {
+      const j = new FanoutJob(gw, key, new Uint8Array(4), (n) => {
+        reachedBy[key] = n;
+      });
+      let runs = 0;
+      while (!j.done && runs < 1000) {
+        const used = j.run(16);
+        assert.ok(used >= 1 && used <= 16, `a run stays in its budget (${used})`);
+        runs++;
+      }
+      // Every session visited costs one unit of budget, sent to or not.
+      assert.equal(runs, Math.ceil(100 / 16));
+    }
+    // 75 plain sessions, one closing, one dropped; 25 with the variant.
+    assert.equal(reachedBy['*'], 73);
+    assert.equal(reachedBy['z1:*'], 25);
+    assert.equal(new Set(sent).size, 99);
+    assert.ok(!sent.includes('d7'));
   });
 
   test('a fan-out to a topic nobody holds finishes with 0', () => {
-    const gw: JobGateway = { publish: () => 0, send: () => 1, tcpSubscribers: () => undefined };
+    const gw: JobGateway = { publish: () => 0, send: () => 1, tcpSubscribers: () => undefined, sessions: () => new Map<string, Session>().values(), broadcastKey: () => '*' };
     let reached = -1;
     const j = new FanoutJob(gw, 't:x', new Uint8Array(1), (n) => {
       reached = n;

@@ -3,12 +3,16 @@
  * broadcast fan-out. Both are sliced so a scheduler turn (lanes.ts) can stop between
  * two slices.
  *
- * WebSocket fan-out goes through uWS publish, one call per topic, which cannot be cut
- * short. So a WebSocket session subscribes to a shard of each topic, chosen by its
- * session number: 64 shards of the broadcast topic, 8 of every named topic (the same
- * number of subscriptions per session as one topic each; uWS keeps at most 64 or 8
- * topic objects where it kept one). A broadcast is then 64 publishes of 1/64 of the
- * worker's WebSocket sessions each, and a turn can end between any two.
+ * A broadcast walks the worker's hub (every open session, both transports) a slice at
+ * a time and sends to each: no session subscribes to anything for it. A uWS
+ * subscription costs ~200 bytes of RSS per session (docs/memory.md), while a loop of
+ * sends costs about what uWS's own publish does (one write syscall per socket either
+ * way), and a turn can end after any session.
+ *
+ * Named-topic fan-out goes through uWS publish, one call per topic, which cannot be cut
+ * short. So a WebSocket session subscribes to one of 8 shards of each named topic,
+ * chosen by its session number (the same number of subscriptions per session as one
+ * topic each), and a turn can end between any two shard publishes.
  */
 
 import { SendResult, type Session, SessionState } from '../gateway/session';
@@ -16,22 +20,17 @@ import { FrameType } from '../protocol/constants';
 import type { LaneJob } from './lanes';
 
 /** Broadcast topic of handlers.ts (ALL_TOPIC); repeated here so transports need not import handlers. */
-const ALL = '*';
-export const ALL_SHARDS = 64;
+export const ALL = '*';
 export const TOPIC_SHARDS = 8;
 
-/**
- * The broadcast topic and its per-codec variants (`z<cx>:*`, src/compression/) end
- * with `*`. Subscribe and publish derive the count from the same key, so any rule is
- * consistent; this one only decides who gets 64 shards.
- */
-export function shardCount(topic: string): number {
-  return topic.endsWith(ALL) ? ALL_SHARDS : TOPIC_SHARDS;
+/** The broadcast topic and its per-codec variants (`z<cx>:*`, src/compression/) end with `*`. */
+export function isBroadcast(topic: string): boolean {
+  return topic.endsWith(ALL);
 }
 
-/** The uWS topic a WebSocket session with number `sid` subscribes to for `topic`. */
+/** The uWS topic a WebSocket session with number `sid` subscribes to for a named topic. */
 export function shardTopic(topic: string, sid: number): string {
-  return `${sid % shardCount(topic)}|${topic}`;
+  return `${sid % TOPIC_SHARDS}|${topic}`;
 }
 
 /** What a job needs from the gateway. */
@@ -40,6 +39,10 @@ export interface JobGateway {
   publish(topic: string, frame: Uint8Array): number;
   send(s: Session, type: number, frame: Uint8Array): number;
   tcpSubscribers(topic: string): ReadonlySet<Session> | undefined;
+  /** Every session of the worker (its hub), for a broadcast. */
+  sessions(): IterableIterator<Session>;
+  /** The broadcast key (plain or a codec variant) whose frame `s` gets. */
+  broadcastKey(s: Session): string;
 }
 
 /** A routed push: `deliver` gets the devices a slice at a time. */
@@ -64,14 +67,16 @@ export class DeviceJob implements LaneJob {
 }
 
 /**
- * A fan-out of one PUSH frame to the worker's subscribers of `topic`: the WebSocket
- * shards one publish at a time, then the TCP subscribers a slice at a time. Resolves
- * `finished` with the number of sessions reached.
+ * A fan-out of one PUSH frame to the worker's subscribers of `topic`. A broadcast key
+ * sends to every session whose broadcast key it is, a slice at a time; a named topic
+ * publishes its WebSocket shards one at a time, then sends to its TCP subscribers a
+ * slice at a time. Resolves `finished` with the number of sessions reached.
  */
 export class FanoutJob implements LaneJob {
   private shard = 0;
   private readonly shards: number;
-  private tcp: Iterator<Session> | null = null;
+  /** The sessions still to visit one by one: TCP subscribers, or the whole hub for a broadcast. */
+  private each: Iterator<Session> | null = null;
   private reached = 0;
   done = false;
 
@@ -81,7 +86,9 @@ export class FanoutJob implements LaneJob {
     private readonly frame: Uint8Array,
     private readonly finished: (reached: number) => void,
   ) {
-    this.shards = shardCount(topic);
+    const all = isBroadcast(topic);
+    this.shards = all ? 0 : TOPIC_SHARDS;
+    if (all) this.each = gw.sessions();
   }
 
   run(budget: number): number {
@@ -92,12 +99,13 @@ export class FanoutJob implements LaneJob {
       spent += n;
     }
     if (this.shard < this.shards) return Math.max(1, spent);
-    if (this.tcp === null) {
+    if (this.each === null) {
       const set = this.gw.tcpSubscribers(this.topic);
-      this.tcp = set ? set.values() : [].values();
+      this.each = set ? set.values() : [].values();
     }
+    const filter = this.shards === 0;
     while (spent < budget) {
-      const next = this.tcp.next();
+      const next = this.each.next();
       if (next.done) {
         this.done = true;
         this.finished(this.reached);
@@ -105,6 +113,8 @@ export class FanoutJob implements LaneJob {
       }
       const s = next.value;
       spent++;
+      // Maps iterate live: a session that joined after the broadcast began may get it too.
+      if (filter && this.gw.broadcastKey(s) !== this.topic) continue;
       if (s.state === SessionState.OPEN && this.gw.send(s, FrameType.PUSH, this.frame) !== SendResult.DROPPED) this.reached++;
     }
     return Math.max(1, spent);

@@ -84,7 +84,8 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   // last_seq is what the device has processed: an implicit cumulative ACK.
   const implicit = Math.min(lastSeq, heads.headSeq);
   if (implicit > s.ackedSeq) ack(gw, s, implicit, []);
-  if (s.transport.kind === TransportKind.TCP) s.topics = (topics.length ? topics.map(topicKey).concat(ALL_TOPIC) : [ALL_TOPIC]).map((k) => gw.compression.topic(k, s));
+  // Broadcast walks the hub (src/flow/jobs.ts): only named topics are indexed or subscribed.
+  if (s.transport.kind === TransportKind.TCP && topics.length) s.topics = topics.map((k) => gw.compression.topic(topicKey(k), s));
   // WELCOME waits until the directory shard knows this session: from then on the API
   // sees the device online and routes its pushes here. Until WELCOME the session is not
   // OPEN, so nothing is sent before it; durable pushes meanwhile are left to the replay.
@@ -108,7 +109,6 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   );
   if (s.transport.kind === TransportKind.WS) {
     for (const t of topics) s.transport.subscribe(s, gw.compression.topic(topicKey(t), s));
-    s.transport.subscribe(s, gw.compression.topic(ALL_TOPIC, s));
   }
   deps.metrics.handshake('ok');
   gw.wheel.schedule(s, now + gw.idleTimeoutMs(s));
