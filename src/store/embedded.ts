@@ -23,7 +23,7 @@
  *   inbox    dev + u64 seq            -> push record
  *   heads    dev                      -> u64 headSeq, u64 ackedSeq (never deleted: seqs never repeat)
  *   expiry   u64 expiresAt + u8 kind + (inbox key | idem key) -> 1 byte (sweeps read only what is due)
- *   devices  utf8 id                  -> JSON
+ *   devices  utf8 id                  -> device record (device-record.ts: binary; older JSON still read)
  *   idem     utf8 key                 -> u64 expiresAt, utf8 answer
  *   meta     utf8 key                 -> bytes
  *   counters "depth"                  -> u64, changed in the same transactions as inbox
@@ -37,6 +37,7 @@
  */
 import * as path from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
+import { decodeDeviceRecord, encodeDeviceRecord } from './device-record';
 import type { DeviceRecord, InboxHeads, NewPush, ReadResult, Store, StoredPush } from './store';
 
 type Db = Database<Buffer, Buffer>;
@@ -362,7 +363,7 @@ export class EmbeddedStore implements Store {
   async putDevice(rec: DeviceRecord): Promise<void> {
     this.assertOpen();
     const key = keyBytes('deviceId', rec.deviceId);
-    await this.devices.put(key, Buffer.from(JSON.stringify(rec), 'utf8'));
+    await this.devices.put(key, encodeDeviceRecord(rec));
   }
 
   async getDevice(deviceId: string): Promise<DeviceRecord | null> {
@@ -370,7 +371,7 @@ export class EmbeddedStore implements Store {
     const key = keyBytes('deviceId', deviceId);
     this.fresh();
     const b = this.devices.getBinary(key);
-    return b === undefined ? null : (JSON.parse(b.toString('utf8')) as DeviceRecord);
+    return b === undefined ? null : decodeDeviceRecord(deviceId, b);
   }
 
   async getIdempotent(key: string, nowMs: number): Promise<string | null> {
