@@ -20,7 +20,6 @@ import { type FlowMetrics, flowMetrics } from './metrics';
 import { PushPacer, QueueFullError, type Ticket } from './pacer';
 import { SlowTracker, SWEEP_MS } from './slow';
 import { UnitTable } from './units';
-import { mark as tmark, tracing } from './trace';
 
 /** What a paced durable push keeps in memory besides its device ids (the body is in the inbox). */
 const QUEUED_HEADER_BYTES = 128;
@@ -56,18 +55,6 @@ export class Flow {
         released: (unit, ms) => this.metrics.queueWait.observe({ unit }, ms / 1000),
       },
     );
-    if (tracing) {
-      const store = gw.deps.store;
-      const orig = store.append.bind(store);
-      store.append = (items) => {
-        const probe = items.length === 1 && items[0].push.priority === 1 ? items[0].push.id : '';
-        if (probe) tmark(probe, 'append');
-        return orig(items).then((r) => {
-          if (probe) tmark(probe, 'stored');
-          return r;
-        });
-      };
-    }
     this.jobGw = {
       publish: (topic, frame) => gw.publish(topic, frame),
       send: (s, type, frame) => gw.send(s, type, frame),
@@ -153,15 +140,6 @@ export class Flow {
 
   /** Live delivery of a routed push, in the lane of its priority; `deliver` gets the devices a slice at a time. */
   deliver(h: PushHeader, devs: Array<[string, number]>, deliver: (devs: Array<[string, number]>) => void): void {
-    if (tracing && h.priority === 1) {
-      tmark(h.id, 'lane');
-      const d0 = deliver;
-      deliver = (x) => {
-        tmark(h.id, 'run');
-        d0(x);
-        tmark(h.id, 'sent');
-      };
-    }
     this.lanes.add(laneOfPriority(h.priority), new DeviceJob(devs, deliver));
   }
 
@@ -181,7 +159,6 @@ export class Flow {
     const unit = this.units.classify(cmd.apiKey, cmd.target);
     const t = cmd.target;
     const cost = t.kind === 'device' ? t.deviceIds.length : 1;
-    if (tracing && cmd.priority === 1) tmark(cmd.id, 'admit');
     const ids = t.kind === 'device' ? t.deviceIds.reduce((n, d) => n + 2 * d.length + 16, 0) : 0;
     const bytes = QUEUED_HEADER_BYTES + ids + (cmd.durable ? 0 : cmd.body.length);
     try {
