@@ -4,6 +4,11 @@
  * the same number of plain WebSocket connections (issue 3; design.md budget: ~1 KB per
  * session on top of uWS; target ratio <= 1.5). docs/memory.md has the findings.
  *
+ * Then the same again over TLS (issue 6; `--no-tls` skips it): the gateway with
+ * tls.cert/tls.key (a self-signed ECDSA P-256 pair from scripts/gen-cert.sh in a temp
+ * dir) and the bare server as an SSLApp with the same pair and options; the clients
+ * do TLS 1.3 (`--tls=1.2` caps them at 1.2) with node:tls and the same frames.
+ *
  * For each server, in turn: start it; connect `warmup` connections (so one-time costs
  * such as JIT code, key import and store setup land before the baseline); take the
  * baseline; connect the rest in two waves from several client processes (each bound to
@@ -28,10 +33,11 @@
  * Progress on stderr; one JSON line on stdout. Exit code 1 when connections failed.
  */
 import path from 'node:path';
+import { type CertDir, makeCerts } from '../test/helpers/tls';
 import { type Client, clientBytesPerConn, connectAll, reasons, startClient, sum } from './lib/client-pool';
 import type { ClientSpec } from './lib/idle-client';
 import { type HeapFigures, Inspector } from './lib/inspector';
-import { killAll, minRss, type Rss, type RssBreakdown, readBreakdown, readRss, sleep } from './lib/procs';
+import { killAll, minRss, ownDir, type Rss, type RssBreakdown, readBreakdown, readRss, sleep } from './lib/procs';
 import { type Server, startBare, startGateway } from './lib/servers';
 
 interface Options {
@@ -49,11 +55,13 @@ interface Options {
   gc: boolean;
   /** Write heap snapshots (baseline and held) into this directory. */
   snapshotDir: string;
+  /** The TLS pass: the clients' highest TLS version; '' = no TLS pass. */
+  tls: '' | '1.2' | '1.3';
 }
 
 const USAGE = `usage: npm run bench -- idle [--conns=15000] [--quick] [--warmup=200] [--per-client=5000]
   [--inflight=100] [--ping-s=30] [--settle-s=20] [--samples=5] [--only=both|gateway|bare]
-  [--timeout-s=600] [--no-gc] [--snapshot-dir=DIR]`;
+  [--timeout-s=600|1200] [--no-gc] [--snapshot-dir=DIR] [--no-tls | --tls=1.3|1.2]`;
 
 const INT_FLAGS: Record<string, 'conns' | 'warmup' | 'perClient' | 'inflight' | 'pingS' | 'settleS' | 'samples' | 'timeoutS'> = {
   conns: 'conns',
@@ -67,7 +75,7 @@ const INT_FLAGS: Record<string, 'conns' | 'warmup' | 'perClient' | 'inflight' | 
 };
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { conns: 15_000, warmup: 200, perClient: 5_000, inflight: 100, pingS: 30, settleS: 20, samples: 5, only: 'both', timeoutS: 600, gc: true, snapshotDir: '' };
+  const o: Options = { conns: 15_000, warmup: 200, perClient: 5_000, inflight: 100, pingS: 30, settleS: 20, samples: 5, only: 'both', timeoutS: 0, gc: true, snapshotDir: '', tls: '1.3' };
   // --quick first, so explicit flags win whatever their order.
   if (argv.includes('--quick')) Object.assign(o, { conns: 2_000, settleS: 8, samples: 3 });
   let warmupGiven = false;
@@ -79,6 +87,8 @@ function parseArgs(argv: string[]): Options {
       process.exit(0);
     } else if (k === 'quick' && v === undefined) continue;
     else if (k === 'no-gc' && v === undefined) o.gc = false;
+    else if (k === 'no-tls' && v === undefined) o.tls = '';
+    else if (k === 'tls' && (v === '1.2' || v === '1.3')) o.tls = v;
     else if (k === 'only' && (v === 'both' || v === 'gateway' || v === 'bare')) o.only = v;
     else if (k === 'snapshot-dir' && v) o.snapshotDir = path.resolve(v);
     else if (k in INT_FLAGS && v !== undefined && /^\d+$/.test(v)) {
@@ -87,6 +97,8 @@ function parseArgs(argv: string[]): Options {
     } else throw new Error(`bad argument ${a}\n${USAGE}`);
   }
   if (!warmupGiven) o.warmup = Math.min(o.warmup, Math.floor(o.conns / 10));
+  // A TLS pass takes about as long again as the plaintext one (handshakes, 2 cores).
+  if (o.timeoutS === 0) o.timeoutS = o.tls ? 1200 : 600;
   if (o.snapshotDir && !o.gc) throw new Error('--snapshot-dir needs the inspector: drop --no-gc');
   if (o.warmup < 1 || o.warmup >= o.conns) throw new Error(`--warmup must be in 1..conns-1 (got ${o.warmup})`);
   if (o.perClient < 1 || o.perClient > 9_000) throw new Error('--per-client must be 1..9000 (20,000 fds per process)');
@@ -131,6 +143,8 @@ interface Phase {
   pongs: number;
   clientBytesPerConn: number;
   problems: string[];
+  /** TLS: the protocol the clients negotiated (e.g. "TLSv1.3"). */
+  protocol: string;
 }
 
 /**
@@ -154,11 +168,16 @@ async function reading(o: Options, pid: number, insp: Inspector | null, snapshot
   return { ...r, heap, parts };
 }
 
-async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number): Promise<Phase> {
-  const label = kind === 'gateway' ? 'gateway' : 'bare uWS';
+/** With `certs`: TLS, the gateway through tls.cert/tls.key, bare uWS as an SSLApp. */
+async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number, certs: CertDir | null = null): Promise<Phase> {
+  const label = `${kind === 'gateway' ? 'gateway' : 'bare uWS'}${certs ? ' TLS' : ''}`;
+  const tag = `${kind}${certs ? '-tls' : ''}`;
   const inspect = o.gc;
-  const server: Server = kind === 'gateway' ? await startGateway({ jwtSecret: JWT_SECRET, apiKey: API_KEY, inspect }) : await startBare({ inspect });
-  const snap = (what: string): string => (o.snapshotDir ? path.join(o.snapshotDir, `idle-${kind}-${what}.heapsnapshot`) : '');
+  const server: Server =
+    kind === 'gateway'
+      ? await startGateway({ jwtSecret: JWT_SECRET, apiKey: API_KEY, inspect, args: certs?.args })
+      : await startBare({ inspect, tls: certs ?? undefined });
+  const snap = (what: string): string => (o.snapshotDir ? path.join(o.snapshotDir, `idle-${tag}-${what}.heapsnapshot`) : '');
   let insp: Inspector | null = null;
   log(`${label}: listening on 127.0.0.1:${server.port}, connections held by pid ${server.pid}`);
   const clients: Client[] = [];
@@ -171,12 +190,13 @@ async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number):
       host: '127.0.0.1',
       port: server.port,
       path: server.path,
-      prefix: `idle-${kind}-`,
+      prefix: `idle-${tag}-`,
       secret: JWT_SECRET,
       inflight: o.inflight,
       pingEveryMs: o.pingS * 1000,
       handshakeTimeoutMs: 30_000,
       maxLifeMs: Math.max(10_000, deadline - Date.now()),
+      ...(certs && o.tls ? { tls: o.tls } : {}),
     };
     // 127.0.0.2 for the warm-up, then one address per client process.
     clients.push(await startClient({ ...spec, localAddress: '127.0.0.2', first: 0, count: o.warmup }));
@@ -241,6 +261,7 @@ async function runPhase(o: Options, kind: 'gateway' | 'bare', deadline: number):
       pings: sum(clients, (s) => s.pings),
       pongs: sum(clients, (s) => s.pongs),
       clientBytesPerConn: clientBytesPerConn(main),
+      protocol: [...new Set(clients.map((c) => c.stats?.protocol).filter((p) => p !== undefined))].join(','),
       problems: server.problems,
     };
   } finally {
@@ -293,6 +314,7 @@ function summary(p: Phase, o: Options): Record<string, unknown> {
     pings: p.pings,
     pongs: p.pongs,
     client_rss_per_conn: p.clientBytesPerConn,
+    ...(p.protocol ? { tls_protocol: p.protocol } : {}),
     ...(p.problems.length ? { server_warnings: p.problems } : {}),
   };
 }
@@ -308,19 +330,45 @@ async function main(): Promise<void> {
   log(`${o.conns} connections (${o.warmup} warm-up), <= ${o.perClient} per client process, PING every ${o.pingS} s, settle ${o.settleS} s, forced GC ${o.gc ? 'on' : 'off'}`);
   const bare = o.only === 'gateway' ? null : await runPhase(o, 'bare', deadline);
   const gw = o.only === 'bare' ? null : await runPhase(o, 'gateway', deadline);
-  const gwB = gw ? bytesPerConn(gw, o) : null;
-  const bareB = bare ? bytesPerConn(bare, o) : null;
+  let bareTls: Phase | null = null;
+  let gwTls: Phase | null = null;
+  if (o.tls) {
+    const certs = makeCerts();
+    ownDir(certs.dir);
+    log(`TLS pass: ECDSA P-256 self-signed pair in ${certs.dir}, clients up to TLS ${o.tls}`);
+    try {
+      bareTls = o.only === 'gateway' ? null : await runPhase(o, 'bare', deadline, certs);
+      gwTls = o.only === 'bare' ? null : await runPhase(o, 'gateway', deadline, certs);
+    } finally {
+      certs.remove();
+    }
+  }
+  const b = (p: Phase | null): number | null => (p ? bytesPerConn(p, o) : null);
+  const ratio = (x: number | null, y: number | null): number | null => (x !== null && y ? +(x / y).toFixed(2) : null);
+  const minus = (x: number | null, y: number | null): number | null => (x !== null && y !== null ? x - y : null);
+  const marginalRatio = (x: Phase | null, y: Phase | null): number | null => (x && y ? +(marginal(x) / Math.max(1, marginal(y))).toFixed(2) : null);
   const out = {
     bench: 'idle',
     conns: o.conns,
-    bytes_per_conn: gwB,
-    bare_uws_bytes_per_conn: bareB,
-    ratio: gwB !== null && bareB ? +(gwB / bareB).toFixed(2) : null,
-    marginal_ratio: gw && bare ? +(marginal(gw) / Math.max(1, marginal(bare))).toFixed(2) : null,
+    bytes_per_conn: b(gw),
+    bare_uws_bytes_per_conn: b(bare),
+    ratio: ratio(b(gw), b(bare)),
+    marginal_ratio: marginalRatio(gw, bare),
     target_ratio: 1.5,
+    // The TLS pass (null with --no-tls): the same per-connection figures over TLS, and
+    // what TLS adds to a connection on each server (TLS minus plaintext, same run).
+    tls_bytes_per_conn: b(gwTls),
+    bare_uws_tls_bytes_per_conn: b(bareTls),
+    tls_ratio: ratio(b(gwTls), b(bareTls)),
+    tls_marginal_ratio: marginalRatio(gwTls, bareTls),
+    tls_extra_bytes_per_conn: minus(b(gwTls), b(gw)),
+    bare_uws_tls_extra_bytes_per_conn: minus(b(bareTls), b(bare)),
     gateway: gw ? summary(gw, o) : null,
     bare_uws: bare ? summary(bare, o) : null,
-    client: 'raw net sockets, hand-made WebSocket frames',
+    gateway_tls: gwTls ? summary(gwTls, o) : null,
+    bare_uws_tls: bareTls ? summary(bareTls, o) : null,
+    tls: o.tls ? `ECDSA P-256 self-signed; clients up to TLS ${o.tls} (node:tls, no certificate check); the gateway's SSLApp and bare uWS's with ssl_prefer_low_memory_usage` : null,
+    client: 'raw net sockets (node:tls for the TLS pass), hand-made WebSocket frames',
     warmup: o.warmup,
     settle_s: o.settleS,
     ping_s: o.pingS,
@@ -328,7 +376,7 @@ async function main(): Promise<void> {
     node: process.version,
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
-  const failed = (gw?.failed ?? 0) + (gw?.lost ?? 0) + (bare?.failed ?? 0) + (bare?.lost ?? 0);
+  const failed = [gw, bare, gwTls, bareTls].reduce((n, p) => n + (p?.failed ?? 0) + (p?.lost ?? 0), 0);
   if (failed > 0) log(`${failed} connections failed or were lost: see reasons in the JSON`);
   killAll();
   process.exit(failed > 0 ? 1 : 0);

@@ -4,8 +4,12 @@
  * matters for memory (idleTimeout 0, no compression, same payload and backpressure
  * limits, no automatic pings). No user data beyond uWS's default, no subscriptions.
  *
- * `node dist/bench/lib/bare-uws.js [host]`: prints one JSON line {"port","pid"} on
- * stdout once listening; exits on SIGTERM/SIGINT or when stdin closes.
+ * With a certificate and key it is an SSLApp, as the gateway's TLS listener builds it
+ * (src/tls/ws.ts: the same two options), so `bench idle` can hold TLS sessions on both.
+ * MOOR_BENCH_TLS_KEEP_BUFFERS=1 leaves ssl_prefer_low_memory_usage off (to measure it).
+ *
+ * `node dist/bench/lib/bare-uws.js [host] [cert.pem key.pem]`: prints one JSON line
+ * {"port","pid"} on stdout once listening; exits on SIGTERM/SIGINT or when stdin closes.
  */
 import { DEFAULT_MAX_FRAME, MAX_HEADER_BYTES } from '../../src/protocol/constants';
 import { uws } from '../../src/util/uws';
@@ -15,8 +19,9 @@ const MAX_PAYLOAD = DEFAULT_MAX_FRAME + MAX_HEADER_BYTES + 64 * 1024;
 const MAX_BACKPRESSURE = 262_144;
 
 function main(): void {
-  const host = process.argv[2] ?? '127.0.0.1';
-  const app = uws.App();
+  const [host = '127.0.0.1', cert, key] = process.argv.slice(2);
+  const lowMemory = process.env.MOOR_BENCH_TLS_KEEP_BUFFERS !== '1';
+  const app = cert && key ? uws.SSLApp({ cert_file_name: cert, key_file_name: key, ssl_prefer_low_memory_usage: lowMemory }) : uws.App();
   app.ws('/*', {
     compression: uws.DISABLED,
     maxPayloadLength: MAX_PAYLOAD,

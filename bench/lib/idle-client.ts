@@ -6,11 +6,14 @@
  * - mode "moor": HELLO with a freshly minted HS256 token, wait for WELCOME, then a PING
  *   every `pingEveryMs` per socket (spread evenly: one interval timer for all sockets).
  * - mode "bare": one binary message each way (sent, echoed), then silence.
+ * - `tls`: the same over node:tls (no certificate check; the TLS version capped at
+ *   `tls`, so '1.2' or '1.3'); the upgrade goes out once the handshake is done.
  *
  * Forked by bench/idle.ts with its spec as argv[2] (JSON); reports over IPC. It exits
  * when told to stop, when its parent goes away, or after `maxLifeMs`.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { FrameType } from '../../src/protocol/constants';
 import { encodeFrame } from '../../src/protocol/encoder';
 import { moor } from '../../src/protocol/generated/moor';
@@ -33,6 +36,8 @@ export interface ClientSpec {
   pingEveryMs: number;
   handshakeTimeoutMs: number;
   maxLifeMs: number;
+  /** TLS with this version at most; absent: plain TCP. */
+  tls?: '1.2' | '1.3';
 }
 
 export interface ClientStats {
@@ -45,6 +50,8 @@ export interface ClientStats {
   pings: number;
   reasons: Record<string, number>;
   rss: number;
+  /** TLS only: the negotiated protocol of the first connection up (e.g. "TLSv1.3"). */
+  protocol?: string;
 }
 
 export type FromClient = { t: 'ready'; rss: number } | { t: 'progress'; s: ClientStats } | { t: 'done'; s: ClientStats };
@@ -71,6 +78,8 @@ const PING = maskedFrame(OP_BINARY, encodeFrame(FrameType.PING, 0, 0));
 const BARE_MSG = maskedFrame(OP_BINARY, Buffer.from('idle'));
 const EXP_S = Math.floor(Date.now() / 1000) + 24 * 3600;
 const CRLF2 = Buffer.from('\r\n\r\n');
+/** A self-signed bench certificate: no check. No SNI (the devices dial an IP). */
+const TLS_OPTIONS: tls.ConnectionOptions = { rejectUnauthorized: false, minVersion: 'TLSv1.2', maxVersion: spec.tls === '1.2' ? 'TLSv1.2' : 'TLSv1.3' };
 
 function send(m: FromClient): void {
   process.send?.(m);
@@ -103,6 +112,7 @@ function fail(i: number, why: string): void {
 }
 
 function opened(i: number): void {
+  if (spec.tls && stats.protocol === undefined) stats.protocol = (socks[i] as unknown as tls.TLSSocket).getProtocol() ?? '?';
   states[i] = St.OPEN;
   stats.up++;
   stats.pending--;
@@ -167,11 +177,13 @@ function connect(i: number): void {
   states[i] = St.CONNECTING;
   started[i] = performance.now();
   stats.pending++;
-  const s = net.connect({ host: spec.host, port: spec.port, localAddress: spec.localAddress }) as Sock;
+  const to = { host: spec.host, port: spec.port, localAddress: spec.localAddress };
+  // node:tls passes localAddress on to net (its types leave it out).
+  const s = (spec.tls ? tls.connect({ ...TLS_OPTIONS, ...to } as tls.ConnectionOptions) : net.connect(to)) as Sock;
   s.idx = i;
   socks[i] = s;
   s.setNoDelay(true);
-  s.on('connect', onConnect);
+  s.on(spec.tls ? 'secureConnect' : 'connect', onConnect);
   s.on('data', onData);
   s.on('error', onError);
   s.on('close', onClose);

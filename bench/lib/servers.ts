@@ -84,7 +84,7 @@ export interface GatewayOptions {
   inspect?: boolean;
 }
 
-/** `moor serve --workers=1` on loopback, plain WS, embedded store in a temp dir, raw TCP off. */
+/** `moor serve --workers=1` on loopback, plain WS (TLS through `args`), embedded store in a temp dir, raw TCP off. */
 export async function startGateway(o: GatewayOptions, timeoutMs = 30_000): Promise<Server> {
   const env = { ...process.env, ...(o.inspect ? await inspectEnv(1) : {}) };
   const store = ownDir(mkdtempSync(path.join(os.tmpdir(), 'moor-bench-idle-')));
@@ -159,10 +159,11 @@ export async function startGateway(o: GatewayOptions, timeoutMs = 30_000): Promi
   });
 }
 
-/** The bare uWS.js echo server (bare-uws.ts) on 127.0.0.1. */
-export async function startBare(o: { inspect?: boolean } = {}, timeoutMs = 10_000): Promise<Server> {
+/** The bare uWS.js echo server (bare-uws.ts) on 127.0.0.1; an SSLApp with `tls`. */
+export async function startBare(o: { inspect?: boolean; tls?: { cert: string; key: string } } = {}, timeoutMs = 10_000): Promise<Server> {
   const env = { ...process.env, ...(o.inspect ? await inspectEnv(0) : {}) };
-  const child = spawn(process.execPath, [path.join(__dirname, 'bare-uws.js'), '127.0.0.1'], { stdio: ['pipe', 'pipe', 'pipe'], env });
+  const args = [path.join(__dirname, 'bare-uws.js'), '127.0.0.1', ...(o.tls ? [o.tls.cert, o.tls.key] : [])];
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
   own(child);
   const urls = new InspectorUrls();
   let stderr = '';
