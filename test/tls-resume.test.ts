@@ -3,10 +3,13 @@
  * raw TCP tickets resume on every worker (keys from the primary), across a restart
  * (generated keys kept in store.path) and after one rotation but not two; WebSocket
  * tickets resume on the worker that made them, through WELCOME.resume_endpoint; and
- * the client library saves and offers its session on both transports.
+ * the client library saves and offers its session on both transports; raw TCP
+ * handshakes are counted in /metrics.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -154,6 +157,30 @@ describe('TLS resumption with a shared ticket keys file', { timeout: 120_000 }, 
       assert.equal(await resumes(gw, id, tls, ticketB), false, 'a previous key named by the file replaces the old one');
     });
   }
+
+  test('raw TCP TLS handshakes are counted in /metrics (full, resumed, plaintext), summed over the workers', async () => {
+    const read = async (): Promise<Record<string, number>> => {
+      const text = String((await gw.api('GET', '/metrics')).body);
+      const lines = text.split('\n');
+      const n = (series: string): number => Number(lines.find((l) => l.startsWith(`moor_${series} `))?.split(' ')[1] ?? Number.NaN);
+      return {
+        full: n('tls_handshakes_total{transport="tcp",resumed="false"}'),
+        resumed: n('tls_handshakes_total{transport="tcp",resumed="true"}'),
+        plaintext: n('tls_rejected_total{transport="tcp",reason="plaintext"}'),
+      };
+    };
+    const before = await read();
+    for (const k of Object.keys(before)) assert.ok(Number.isFinite(before[k]), `${k} is exported`);
+    const tls = tlsOptions(certs);
+    const session = await freshTicket(gw, 'metrics', tls);
+    for (let i = 0; i < 3; i++) assert.equal(await resumes(gw, 'metrics', tls, session), true);
+    const plain = net.connect(gw.tcpPort, '127.0.0.1');
+    plain.on('error', () => {});
+    plain.end('MOOR/1\r\n');
+    await once(plain, 'close');
+    const after = await read();
+    assert.deepEqual({ full: after.full - before.full, resumed: after.resumed - before.resumed, plaintext: after.plaintext - before.plaintext }, { full: 1, resumed: 3, plaintext: 1 });
+  });
 });
 
 describe('TLS resumption with generated ticket keys', { timeout: 120_000 }, () => {

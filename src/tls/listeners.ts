@@ -4,6 +4,7 @@
  * cluster-shared port. With TLS the raw TCP ticket keys come from the primary
  * (worker-keys.ts), and SIGHUP (the live-config message, cluster/live.ts) re-reads the
  * certificate: both listeners use it for new handshakes, live connections keep theirs.
+ * Raw TCP TLS handshakes are counted in /metrics (metrics.ts).
  */
 import type net from 'node:net';
 import type { Logger } from 'pino';
@@ -11,6 +12,7 @@ import { onConfigReload } from '../cluster/live';
 import type { Config } from '../config/types';
 import type { Gateway } from '../gateway/gateway';
 import { acceptTcp, createTcpServer } from '../gateway/transport-tcp';
+import { registerTlsMetrics } from './metrics';
 import { type PemPair, readPemPair } from './pem';
 import { TlsTcpFront } from './tcp';
 import { onTicketKeys, requestTicketKeys } from './worker-keys';
@@ -44,6 +46,7 @@ export async function openDeviceListeners(gw: Gateway, config: Config, wsPorts: 
         secure: (sock) => acceptTcp(gw, sock),
       });
       const f = front;
+      registerTlsMetrics(f.stats);
       unsubscribe.push(onTicketKeys((keys) => f.setKeys(keys)));
       tcp = front.server;
     } else {
