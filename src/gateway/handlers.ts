@@ -50,8 +50,9 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   if (s.state !== SessionState.AUTHENTICATING) return;
   if (gw.draining) return gw.fail(s, ErrorCode.OVERLOADED, 'the gateway is draining', 5_000 + Math.floor(Math.random() * 5_000));
   const now = Date.now();
-  s.netKind = hello.network?.kind ?? 0;
-  s.carrier = hello.network?.carrier ?? '';
+  // The network is needed only here (device record, heartbeat class): not kept on the session.
+  const netKind = hello.network?.kind ?? 0;
+  const carrier = hello.network?.carrier ?? '';
   // HELLO.previous belongs to the network the previous session ran on: read its record
   // before this session's replaces it. Only reconnecting devices pay for the read.
   const prev = hello.previous?.intervalMs ? await deps.store.getDevice(s.deviceId).catch(() => null) : null;
@@ -66,7 +67,7 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
         deviceId: s.deviceId,
         firstSeenMs: now,
         connectedAtMs: now,
-        network: { kind: s.netKind, carrier: s.carrier },
+        network: { kind: netKind, carrier },
         heartbeatMs: s.heartbeatMs,
         node: deps.config.node.id,
         worker: deps.workerIndex,

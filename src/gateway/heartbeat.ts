@@ -81,7 +81,8 @@ export class GatewayHeartbeat {
       p.report(pk, pc, { intervalMs: r.intervalMs, timedOut: r.timedOut === true, livedMs }, s.deviceId, pk === kind && pc === carrier, downMs);
     }
     s.hb = p.open(kind, carrier, hello.foreground === true);
-    s.heartbeatMs = p.intervalOf(s.hb);
+    // `| 0`: intervalOf reads a Float64Array; a double stored even once makes the field a 16-byte box on every session.
+    s.heartbeatMs = p.intervalOf(s.hb) | 0;
     this.gw.deps.metrics.heartbeatAdvised(p.kindOf(s.hb), s.heartbeatMs);
   }
 
@@ -91,7 +92,7 @@ export class GatewayHeartbeat {
     const p = this.policy;
     // lastSeen is this PING's arrival: the frame handler just read the clock.
     s.hb = p.ping(s.hb, quietMs, s.heartbeatMs, s.deviceId, s.lastSeen);
-    const ms = p.intervalOf(s.hb);
+    const ms = p.intervalOf(s.hb) | 0;
     if (ms === s.heartbeatMs) return PONG_EMPTY;
     const shorter = ms < s.heartbeatMs;
     s.heartbeatMs = ms;

@@ -45,6 +45,14 @@ export interface Transport {
   cork(s: Session, fn: () => void): void;
 }
 
+/**
+ * lastSeen's clock. 16 ms units keep it a Smi for a year of uptime (2^31 units); the
+ * rounding makes the idle deadline at most 16 ms early, against heartbeat intervals of
+ * seconds to minutes.
+ */
+const SEEN_EPOCH = Date.now();
+const SEEN_UNIT_MS = 16;
+
 export class Session implements WheelNode {
   wheelNext: WheelNode | null = null;
   wheelPrev: WheelNode | null = null;
@@ -56,16 +64,14 @@ export class Session implements WheelNode {
   heartbeatMs = 0;
   /** Heartbeat policy tag (network class, mode, quiet intervals survived); 0 = none. */
   hb = 0;
-  /** Date.now() of the last frame (a boxed double: 16 bytes more per session). */
-  lastSeen: number;
+  /** When the last frame arrived, in SEEN_UNIT_MS units since SEEN_EPOCH: a Smi, where a Date.now() value would be a 16-byte box. */
+  private seen = 0;
   /** Highest durable seq sent to the device in this session (replay cursor). */
   sentSeq = 0;
   /** While > 0, a replay is running; live durable pushes above sentSeq are left to it. */
   replaying = 0;
   /** Highest live durable seq skipped during a replay: the replay re-reads up to it. */
   liveMissed = 0;
-  netKind = 0;
-  carrier = '';
   /** Highest cumulative ACK seen in this session. */
   ackedSeq = 0;
   /** Compression (src/compression/gateway.ts): codecs it may receive, bits 0-1, and its dictionary slot, bits 2-9. */
@@ -87,6 +93,14 @@ export class Session implements WheelNode {
   ) {
     this.state = state;
     this.lastSeen = nowMs;
+  }
+
+  /** Date.now() of the last frame, rounded down to SEEN_UNIT_MS. */
+  get lastSeen(): number {
+    return SEEN_EPOCH + this.seen * SEEN_UNIT_MS;
+  }
+  set lastSeen(ms: number) {
+    this.seen = Math.floor((ms - SEEN_EPOCH) / SEEN_UNIT_MS);
   }
 
   get open(): boolean {
