@@ -51,6 +51,8 @@ const DEPTH_KEY = Buffer.from('depth');
 const MARK = Buffer.from([1]);
 const SEQ_END = Buffer.alloc(8, 0xff);
 const TWO_32 = 2 ** 32;
+/** 64 GiB of address space for the map; see open(). */
+const MAP_BYTES = 2 ** 36;
 /** Push record header: format, priority, expiresAt, sentAt. */
 const HEAD_BYTES = 18;
 
@@ -195,6 +197,11 @@ export class EmbeddedStore implements Store {
     const root = open<Buffer, Buffer>({
       path: path.join(dir, 'lmdb'),
       maxDbs: 8,
+      // Address space reserved up front (not disk: the file grows as pages are written).
+      // Without it lmdb-js starts at 128 KB and remaps as the file doubles, and every old
+      // mapping it keeps alive counts the same pages in the worker's RSS again: 2-4x the
+      // file (docs/memory.md). Past this size lmdb grows the map as before.
+      mapSize: MAP_BYTES,
       // Commit = fsynced before the promise resolves; see the comment at the top.
       overlappingSync: false,
       encoding: 'binary',
