@@ -95,8 +95,10 @@ export class WorkerPool {
     // undefined drops a variable from the child's environment: only the primary talks to systemd.
     for (const k of SYSTEMD_ENV) env[k] = undefined;
     // glibc gives each thread (libuv pool, lmdb, piscina) its own malloc arena; after a
-    // connect storm they keep ~4 MB per worker. Two arenas keep most of it (docs/memory.md).
-    if (process.env.MALLOC_ARENA_MAX === undefined) env.MALLOC_ARENA_MAX = '2';
+    // connect storm they keep ~4 MB per worker (1.3-2.6 MB with two arenas). One arena
+    // keeps none of it; glibc's per-thread caches keep the shared lock off the hot path,
+    // and the main thread (uWS) does nearly all the allocating anyway (docs/memory.md).
+    if (process.env.MALLOC_ARENA_MAX === undefined) env.MALLOC_ARENA_MAX = '1';
     const p = new WorkerProc(index, cluster.fork(env));
     const slot = this.slots[index];
     if (slot.restart) clearTimeout(slot.restart);
