@@ -13,8 +13,10 @@
  *   close: new handshakes get the new certificate, live connections stay on the old
  *   app untouched. The cost, said plainly: tickets made before the swap do not resume
  *   after it (new app, new ticket keys), so each device does one full handshake.
- * - ssl_prefer_low_memory_usage is SSL_MODE_RELEASE_BUFFERS: idle connections give
- *   their TLS read/write buffers back.
+ * - ssl_prefer_low_memory_usage is SSL_MODE_RELEASE_BUFFERS. This uWS.js links its own
+ *   BoringSSL, where an idle connection holds no record buffers with or without it
+ *   (bench idle: ~3.3 KB per TLS connection either way; docs/memory.md). Kept on for
+ *   builds linked against OpenSSL, where it is what frees idle buffers.
  */
 import type { Logger } from 'pino';
 import { attachDictRoute } from '../compression/http';
