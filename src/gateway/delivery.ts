@@ -47,6 +47,7 @@ async function replayLoop(gw: Gateway, s: Session, cursor: number): Promise<void
   const { store, config } = gw.deps;
   const page = config.limits.sync_page;
   const highWater = config.limits.max_buffered / 2;
+  let readEmpty = false;
   for (;;) {
     const r = await store.readAfter(s.deviceId, cursor, page, Date.now());
     if (s.state !== SessionState.OPEN) return;
@@ -66,7 +67,13 @@ async function replayLoop(gw: Gateway, s: Session, cursor: number): Promise<void
       if (s.state !== SessionState.OPEN) return;
       continue;
     }
-    if (r.more || s.liveMissed > cursor) continue;
+    if (r.more) continue;
+    // A live push was left to this loop after the read: read again. Twice empty means it
+    // expired or was deleted meanwhile; without that stop the loop would spin on it.
+    if (s.liveMissed > cursor && (r.pushes.length > 0 || !readEmpty)) {
+      readEmpty = r.pushes.length === 0;
+      continue;
+    }
     return;
   }
 }

@@ -68,10 +68,6 @@ export class Session implements WheelNode {
   private seen = 0;
   /** Highest durable seq sent to the device in this session (replay cursor). */
   sentSeq = 0;
-  /** While > 0, a replay is running; live durable pushes above sentSeq are left to it. */
-  replaying = 0;
-  /** Highest live durable seq skipped during a replay: the replay re-reads up to it. */
-  liveMissed = 0;
   /** Highest cumulative ACK seen in this session. */
   ackedSeq = 0;
   /** Compression (src/compression/gateway.ts): codecs it may receive, bits 0-1, and its dictionary slot, bits 2-9. */
@@ -123,6 +119,26 @@ export class Session implements WheelNode {
     this.setRare('early', v);
   }
 
+  /**
+   * While > 0, a replay is running; live durable pushes above sentSeq are left to it.
+   * Back at 0, liveMissed is cleared too: the next replay reads the inbox afresh.
+   */
+  get replaying(): number {
+    return this.rare?.replaying ?? 0;
+  }
+  set replaying(v: number) {
+    this.setRare('replaying', v);
+    if (v === 0) this.setRare('liveMissed', 0);
+  }
+
+  /** Highest live durable seq skipped for a replay: the replay re-reads up to it. */
+  get liveMissed(): number {
+    return this.rare?.liveMissed ?? 0;
+  }
+  set liveMissed(v: number) {
+    this.setRare('liveMissed', v);
+  }
+
   /** Resolves a replay waiting for the transport to drain. */
   get waiter(): (() => void) | null {
     return this.rare?.waiter ?? null;
@@ -132,10 +148,11 @@ export class Session implements WheelNode {
   }
 
   private setRare<K extends keyof SessionRare>(key: K, v: SessionRare[K]): void {
-    if (v === null && this.rare === null) return;
-    this.rare ??= { topics: null, early: null, waiter: null };
+    if ((v === null || v === 0) && this.rare === null) return;
+    this.rare ??= { topics: null, early: null, waiter: null, replaying: 0, liveMissed: 0 };
     this.rare[key] = v;
-    if (this.rare.topics === null && this.rare.early === null && this.rare.waiter === null) this.rare = null;
+    const r = this.rare;
+    if (r.topics === null && r.early === null && r.waiter === null && r.replaying === 0 && r.liveMissed === 0) this.rare = null;
   }
 }
 
@@ -145,9 +162,11 @@ export interface EarlyFrame {
   payload: Buffer;
 }
 
-/** What few sessions need, kept off the others. */
+/** What few sessions need, or need only for a while (HELLO, a replay), kept off the others. */
 interface SessionRare {
   topics: string[] | null;
   early: EarlyFrame[] | null;
   waiter: (() => void) | null;
+  replaying: number;
+  liveMissed: number;
 }
