@@ -28,8 +28,7 @@
  *   meta     utf8 key                 -> bytes
  *   counters "depth"                  -> u64, changed in the same transactions as inbox
  * dev = u16 byte length + utf8 id: the length prefix keeps device "ab"'s range out of "abc".
- * Push record = u8 format, u8 priority, u64 expiresAt, u64 sentAt, u32 len + id,
- * u32 len + topic, then body as the rest of the value: bytes exact, empty allowed.
+ * Push record: push-record.ts (the same bytes as the Redis engine's).
  *
  * Reads: lmdb-js keeps one read snapshot per event turn. Every read method calls
  * resetReadTxn() first so it sees what other workers committed a moment ago (e.g. the
@@ -38,11 +37,11 @@
 import * as path from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import { decodeDeviceRecord, encodeDeviceRecord } from './device-record';
+import { checkU64, decodePush, encodePush, readU64, recordExpiry, writeU64 } from './push-record';
 import type { DeviceRecord, InboxHeads, NewPush, ReadResult, Store, StoredPush } from './store';
 
 type Db = Database<Buffer, Buffer>;
 
-const FORMAT = 1;
 /** Device ids, idempotency and meta keys: lmdb keys max out at 1,978 bytes. */
 const MAX_KEY_BYTES = 1024;
 const KIND_PUSH = 1;
@@ -50,34 +49,15 @@ const KIND_IDEM = 2;
 const DEPTH_KEY = Buffer.from('depth');
 const MARK = Buffer.from([1]);
 const SEQ_END = Buffer.alloc(8, 0xff);
-const TWO_32 = 2 ** 32;
 /** 64 GiB of address space for the map; see open(). */
 const MAP_BYTES = 2 ** 36;
-/** Push record header: format, priority, expiresAt, sentAt. */
-const HEAD_BYTES = 18;
 
 // ---- encoding -------------------------------------------------------------------------
-
-function writeU64(buf: Buffer, off: number, n: number): void {
-  buf.writeUInt32BE(Math.floor(n / TWO_32), off);
-  buf.writeUInt32BE(n >>> 0, off + 4);
-}
-
-function readU64(buf: Uint8Array, off: number): number {
-  const v = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  return v.readUInt32BE(off) * TWO_32 + v.readUInt32BE(off + 4);
-}
 
 function u64(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
   writeU64(b, 0, n);
   return b;
-}
-
-function checkU64(name: string, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new RangeError(`${name} must be a non-negative safe integer, got ${n}`);
-  }
 }
 
 function keyBytes(name: string, s: string): Buffer {
@@ -110,58 +90,6 @@ function expiryKey(expiresAt: number, kind: number, rest: Buffer): Buffer {
   b[8] = kind;
   rest.copy(b, 9);
   return b;
-}
-
-function encodePush(p: NewPush): Buffer {
-  if (typeof p.id !== 'string' || typeof p.topic !== 'string') {
-    throw new TypeError('push id and topic must be strings');
-  }
-  if (!(p.body instanceof Uint8Array)) throw new TypeError('push body must be a Buffer');
-  if (!Number.isInteger(p.priority) || p.priority < 0 || p.priority > 255) {
-    throw new RangeError(`push priority must be 0..255, got ${p.priority}`);
-  }
-  checkU64('push expiresAtMs', p.expiresAtMs);
-  checkU64('push sentAtMs', p.sentAtMs);
-  const id = Buffer.from(p.id, 'utf8');
-  const topic = Buffer.from(p.topic, 'utf8');
-  const b = Buffer.allocUnsafe(HEAD_BYTES + 8 + id.length + topic.length + p.body.length);
-  b[0] = FORMAT;
-  b[1] = p.priority;
-  writeU64(b, 2, p.expiresAtMs);
-  writeU64(b, 10, p.sentAtMs);
-  let o = b.writeUInt32BE(id.length, HEAD_BYTES);
-  o += id.copy(b, o);
-  o = b.writeUInt32BE(topic.length, o);
-  o += topic.copy(b, o);
-  b.set(p.body, o);
-  return b;
-}
-
-/** expiresAt without decoding the rest: readAfter and ack peek at it per entry. */
-function recordExpiry(rec: Uint8Array): number {
-  return readU64(rec, 2);
-}
-
-function decodePush(seq: number, rec: Uint8Array): StoredPush {
-  const b = Buffer.isBuffer(rec) ? rec : Buffer.from(rec.buffer, rec.byteOffset, rec.byteLength);
-  if (b[0] !== FORMAT) throw new Error(`inbox record format ${b[0]} is not ${FORMAT}`);
-  let o = HEAD_BYTES;
-  const idLen = b.readUInt32BE(o);
-  const id = b.toString('utf8', o + 4, o + 4 + idLen);
-  o += 4 + idLen;
-  const topicLen = b.readUInt32BE(o);
-  const topic = b.toString('utf8', o + 4, o + 4 + topicLen);
-  o += 4 + topicLen;
-  return {
-    seq,
-    id,
-    topic,
-    // Own copy: the record buffer may come from lmdb-js and must not be shared onward.
-    body: Buffer.from(b.subarray(o)),
-    priority: b[1],
-    expiresAtMs: readU64(b, 2),
-    sentAtMs: readU64(b, 10),
-  };
 }
 
 function encodeHeads(h: InboxHeads): Buffer {

@@ -6,7 +6,6 @@
  * the tag exactly the id: unescaped, an id like `}x` would make the tag empty (`{}`) and
  * Redis would hash each whole key to a different slot (CROSSSLOT).
  */
-import type { NewPush, StoredPush } from './store';
 
 /** Same limit as the embedded engine, so both accept the same ids and keys. */
 export const MAX_KEY_BYTES = 1024;
@@ -17,16 +16,8 @@ export const MAX_KEY_BYTES = 1024;
  */
 export const SHARDS = 16;
 
-const FORMAT = 1;
-/** Record header: format, priority, expiresAt, sentAt. */
-const HEAD_BYTES = 18;
-const TWO_32 = 2 ** 32;
-
-export function checkU64(name: string, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new RangeError(`${name} must be a non-negative safe integer, got ${n}`);
-  }
-}
+/** Push records: push-record.ts, the same bytes as the embedded engine's. */
+export { checkU64, decodePush, encodePush } from './push-record';
 
 export function checkKey(name: string, s: string): void {
   if (typeof s !== 'string') throw new TypeError(`${name} must be a string`);
@@ -94,61 +85,3 @@ export function markerTag(member: string): string {
 }
 
 // ---- push records (same layout as the embedded engine's) ------------------------------
-
-function writeU64(buf: Buffer, off: number, n: number): void {
-  buf.writeUInt32BE(Math.floor(n / TWO_32), off);
-  buf.writeUInt32BE(n >>> 0, off + 4);
-}
-
-function readU64(buf: Buffer, off: number): number {
-  return buf.readUInt32BE(off) * TWO_32 + buf.readUInt32BE(off + 4);
-}
-
-/** Validates and encodes; throws TypeError/RangeError before anything is sent. */
-export function encodePush(p: NewPush): Buffer {
-  if (typeof p.id !== 'string' || typeof p.topic !== 'string') {
-    throw new TypeError('push id and topic must be strings');
-  }
-  if (!(p.body instanceof Uint8Array)) throw new TypeError('push body must be a Buffer');
-  if (!Number.isInteger(p.priority) || p.priority < 0 || p.priority > 255) {
-    throw new RangeError(`push priority must be 0..255, got ${p.priority}`);
-  }
-  checkU64('push expiresAtMs', p.expiresAtMs);
-  checkU64('push sentAtMs', p.sentAtMs);
-  const id = Buffer.from(p.id, 'utf8');
-  const topic = Buffer.from(p.topic, 'utf8');
-  const b = Buffer.allocUnsafe(HEAD_BYTES + 8 + id.length + topic.length + p.body.length);
-  b[0] = FORMAT;
-  b[1] = p.priority;
-  writeU64(b, 2, p.expiresAtMs);
-  writeU64(b, 10, p.sentAtMs);
-  let o = b.writeUInt32BE(id.length, HEAD_BYTES);
-  o += id.copy(b, o);
-  o = b.writeUInt32BE(topic.length, o);
-  o += topic.copy(b, o);
-  b.set(p.body, o);
-  return b;
-}
-
-export function decodePush(seq: number, b: Buffer): StoredPush {
-  if (b.length < HEAD_BYTES + 8 || b[0] !== FORMAT) {
-    throw new Error(`inbox record of ${b.length} bytes, format ${b[0]}, is not format ${FORMAT}`);
-  }
-  let o = HEAD_BYTES;
-  const idLen = b.readUInt32BE(o);
-  const id = b.toString('utf8', o + 4, o + 4 + idLen);
-  o += 4 + idLen;
-  const topicLen = b.readUInt32BE(o);
-  const topic = b.toString('utf8', o + 4, o + 4 + topicLen);
-  o += 4 + topicLen;
-  return {
-    seq,
-    id,
-    topic,
-    // Own copy: the reply may be a view into a socket chunk that holds other replies too.
-    body: Buffer.from(b.subarray(o)),
-    priority: b[1],
-    expiresAtMs: readU64(b, 2),
-    sentAtMs: readU64(b, 10),
-  };
-}
