@@ -3,10 +3,10 @@
  * The gateway gathers every worker's samples from the store, trains in a piscina
  * thread and installs the dictionary as the newest version; this prints its answer.
  */
-import { readSecrets } from '../config/secrets';
+
+import { postToApi } from './api-call';
 import { parseArgs, str } from './args';
 import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, type Io, loadOrReport } from './common';
-import { apiUrlOf } from './push';
 
 export const DICT_FLAGS = {
   'max-bytes': 'string',
@@ -41,51 +41,5 @@ export async function dictCommand(argv: readonly string[], io: Io): Promise<numb
     io.err(`moor dict train: ${errors.join('\n  ')}\n${DICT_USAGE}`);
     return EXIT_USAGE;
   }
-  let url = str(args, 'url');
-  let key = str(args, 'key');
-  if (url === undefined || key === undefined) {
-    const config = loadOrReport(args, io, 'dict train');
-    if (config === undefined) return EXIT_USAGE;
-    if (url === undefined) {
-      if (config.api.port === 0) {
-        io.err('moor dict train: api.port is 0 (a free port chosen at start); pass --url');
-        return EXIT_USAGE;
-      }
-      url = apiUrlOf(config);
-    }
-    if (key === undefined) {
-      try {
-        key = config.api.keys[0] ?? readSecrets(config).api_key;
-      } catch (err) {
-        io.err(`moor dict train: ${(err as Error).message}`);
-        return EXIT_FAIL;
-      }
-      if (key === undefined) {
-        io.err('moor dict train: no API key: pass --key, set api.keys, or run from where `moor serve` keeps store.path/secrets.json');
-        return EXIT_USAGE;
-      }
-    }
-  }
-  const endpoint = `${url.replace(/\/+$/, '')}/v1/dicts`;
-  let res: Response;
-  try {
-    res = await fetch(endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    const why = cause?.code ?? cause?.message ?? (err as Error).message;
-    io.err(`moor dict train: cannot reach ${endpoint}: ${why}${why === 'ECONNREFUSED' ? ' (is `moor serve` running?)' : ''}`);
-    return EXIT_FAIL;
-  }
-  const text = (await res.text()).trim();
-  if (!res.ok) {
-    io.err(`moor dict train: HTTP ${res.status}${text ? `: ${text}` : ''}`);
-    return EXIT_FAIL;
-  }
-  io.out(text);
-  return EXIT_OK;
+  return postToApi(args, io, 'dict train', '/v1/dicts', body, REQUEST_TIMEOUT_MS);
 }

@@ -1,10 +1,9 @@
 /** `moor push`: one POST /v1/push through a running gateway's HTTP API (api.md). */
 import { splitList } from '../config/load';
-import { readSecrets } from '../config/secrets';
-import type { Config } from '../config/types';
 import { parseDuration } from '../util/duration';
+import { postToApi } from './api-call';
 import { type ParsedArgs, parseArgs, str } from './args';
-import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, type Io, loadOrReport } from './common';
+import { EXIT_USAGE, type Io } from './common';
 
 export const PUSH_FLAGS = {
   device: 'string',
@@ -67,13 +66,6 @@ export function pushRequestBody(args: ParsedArgs): { body: Record<string, unknow
   return errors.length > 0 ? { errors } : { body };
 }
 
-/** Where the local gateway's API listens, as a client should dial it. */
-export function apiUrlOf(config: Config): string {
-  const { host, port } = config.api;
-  const dial = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return `http://${dial.includes(':') ? `[${dial}]` : dial}:${port}`;
-}
-
 export async function pushCommand(argv: readonly string[], io: Io): Promise<number> {
   const args = parseArgs(argv, PUSH_FLAGS);
   const built = pushRequestBody(args);
@@ -82,52 +74,5 @@ export async function pushCommand(argv: readonly string[], io: Io): Promise<numb
     io.err(`moor push: ${errors.join('\n  ')}\n${PUSH_USAGE}`);
     return EXIT_USAGE;
   }
-  let url = str(args, 'url');
-  let key = str(args, 'key');
-  // Only read the config for what the flags leave open, so --url and --key work anywhere.
-  if (url === undefined || key === undefined) {
-    const config = loadOrReport(args, io, 'push');
-    if (config === undefined) return EXIT_USAGE;
-    if (url === undefined) {
-      if (config.api.port === 0) {
-        io.err('moor push: api.port is 0 (a free port chosen at start); pass --url');
-        return EXIT_USAGE;
-      }
-      url = apiUrlOf(config);
-    }
-    if (key === undefined) {
-      try {
-        key = config.api.keys[0] ?? readSecrets(config).api_key;
-      } catch (err) {
-        io.err(`moor push: ${(err as Error).message}`);
-        return EXIT_FAIL;
-      }
-      if (key === undefined) {
-        io.err('moor push: no API key: pass --key, set api.keys, or run from where `moor serve` keeps store.path/secrets.json');
-        return EXIT_USAGE;
-      }
-    }
-  }
-  const endpoint = `${url.replace(/\/+$/, '')}/v1/push`;
-  let res: Response;
-  try {
-    res = await fetch(endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify(built.body),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    const why = cause?.code ?? cause?.message ?? (err as Error).message;
-    io.err(`moor push: cannot reach ${endpoint}: ${why}${why === 'ECONNREFUSED' ? ' (is `moor serve` running?)' : ''}`);
-    return EXIT_FAIL;
-  }
-  const text = (await res.text()).trim();
-  if (!res.ok) {
-    io.err(`moor push: HTTP ${res.status}${text ? `: ${text}` : ''}`);
-    return EXIT_FAIL;
-  }
-  io.out(text);
-  return EXIT_OK;
+  return postToApi(args, io, 'push', '/v1/push', built.body, REQUEST_TIMEOUT_MS);
 }
