@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- soak --quick` end to end (~80 s: 5,000 connections on 2 workers, a
- * bare uWS.js baseline, dial test, fan-out, kill -9 storm), checked for what must hold
+ * bare uWS.js and a bare node:net baseline, the ramp split by transport, dial test,
+ * fan-out, kill -9 storm with the event-loop probe), checked for what must hold
  * on any machine: every connection up, no failed handshake, no durable push lost in the
  * storm, the reports written. Timing and memory targets depend on the machine (CI shares
  * it with other suites): they are in the report, printed here, not asserted.
@@ -95,12 +96,17 @@ describe('bench soak --quick', () => {
     assert.ok(line.storm_pushes_accepted > 0);
     assert.equal(line.storm_pushes_lost, 0, 'no durable push answered 202 was lost');
     assert.ok(line.mem_1m_conns_per_worker_gb > 0);
+    // Memory per transport next to each baseline (values are noise at this size: only their presence is checked).
+    for (const k of ['ws_bytes_per_conn', 'tcp_bytes_per_conn', 'bare_net_bytes_per_conn', 'pss_bytes_per_conn']) assert.equal(typeof line[k], 'number', k);
+    assert.notEqual(line.storm_loop_delay_max_ms, null, "the surviving workers' event-loop delay was measured");
 
     const html = line.report as string;
     const json = html.replace(/\.html$/, '.json');
     assert.ok(existsSync(html) && existsSync(json));
     const report = JSON.parse(readFileSync(json, 'utf8'));
     assert.ok(report.samples.length > 10);
+    assert.ok(report.memory.ws.conns > 3000 && report.memory.tcp.conns > 700, 'the ramp was split: WebSocket sessions, then raw TCP ones');
+    assert.match(report.memory.method, /PSS/);
     const page = readFileSync(html, 'utf8');
     assert.ok((page.match(/<svg /g)?.length ?? 0) >= 6, 'connections, RSS, memory, CPU, latency CDF, fan-out charts');
     assert.ok(!/\b(src|href)=/.test(page), 'no external asset');

@@ -61,6 +61,23 @@ export function readBreakdown(pid: number): RssBreakdown {
   return out;
 }
 
+/** Proportional set size (shared pages split between the processes mapping them), bytes, from /proc/<pid>/smaps_rollup. */
+export interface Pss {
+  pss: number;
+  pssAnon: number;
+  /** File pages (e.g. a store's memory map that every worker maps: each counts its share). */
+  pssFile: number;
+}
+
+export function readPss(pid: number): Pss {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (key: string): number => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  return { pss: kb('Pss'), pssAnon: kb('Pss_Anon'), pssFile: kb('Pss_File') };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**

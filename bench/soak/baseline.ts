@@ -28,8 +28,18 @@ export interface Baseline {
   stop(): Promise<void>;
 }
 
+/**
+ * The runtime settings moor gives its workers unless the operator sets them
+ * (src/cluster/pool.ts, primary.ts): the baselines run with the same, so a per-connection
+ * difference is the servers' own, not glibc's or V8's tuning.
+ */
+function workerLikeEnv(gc: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const nodeOptions = `${gc.NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=4`.trim();
+  return { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1', ...gc, NODE_OPTIONS: nodeOptions };
+}
+
 async function startOne(port: number, args: string[], gc: boolean, timeoutMs: number): Promise<BareProc & { port: number }> {
-  const env = { ...process.env, ...(gc ? await gcEnv(0) : {}) };
+  const env = workerLikeEnv(gc ? await gcEnv(0) : {});
   const child = spawn(process.execPath, [path.join(__dirname, 'bare-pub.js'), '127.0.0.1', String(port), ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
   own(child);
   let stderr = '';
@@ -80,5 +90,55 @@ export async function startBaseline(processes: number, o: { gc: boolean; tls: { 
     stop: async () => {
       await Promise.all(procs.map((p) => stop(p.child, 3_000)));
     },
+  };
+}
+
+/** The raw TCP baseline (bare-net.ts): a node:cluster of `workers` bare node:net servers on one port. */
+export interface NetBaseline {
+  port: number;
+  /** Worker pids. */
+  pids: number[];
+  /** Connections each worker holds (pids order). */
+  conns(): Promise<number[]>;
+  attachGc(): Promise<ForcedGc>;
+  stop(): Promise<void>;
+}
+
+export async function startBareNet(workers: number, o: { gc: boolean }, timeoutMs = 15_000): Promise<NetBaseline> {
+  const port = await freePort();
+  const env = workerLikeEnv(o.gc ? await gcEnv(1) : {});
+  const child = spawn(process.execPath, [path.join(__dirname, 'bare-net.js'), '127.0.0.1', String(port), String(workers)], { stdio: ['pipe', 'pipe', 'pipe'], env, detached: true });
+  own(child, { group: true });
+  let stderr = '';
+  const urls = new InspectorUrls();
+  lines(child.stderr as NodeJS.ReadableStream, (l) => {
+    urls.line(l);
+    if (stderr.length < 10_000) stderr += `${l}\n`;
+  });
+  const waiters: Array<(m: { conns: number[] }) => void> = [];
+  const pids = await new Promise<number[]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`bare node:net did not listen in ${timeoutMs} ms; stderr:\n${stderr}`)), timeoutMs);
+    lines(child.stdout as NodeJS.ReadableStream, (line) => {
+      const m = JSON.parse(line) as { t?: string; pids?: number[]; conns?: number[] };
+      if (m.t === undefined) {
+        clearTimeout(timer);
+        resolve(m.pids ?? []);
+      } else waiters.shift()?.(m as { conns: number[] });
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`bare node:net exited (${signal ?? code}); stderr:\n${stderr}`));
+    });
+  });
+  return {
+    port,
+    pids,
+    conns: () =>
+      new Promise((resolve) => {
+        waiters.push((m) => resolve(m.conns));
+        child.stdin?.write('stats\n');
+      }),
+    attachGc: () => (o.gc ? ForcedGc.attach(pids.map((pid) => ({ pid, urls }))) : Promise.resolve(ForcedGc.none('no forced GC (--no-gc)'))),
+    stop: () => stop(child, 3_000),
   };
 }

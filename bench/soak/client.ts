@@ -87,11 +87,15 @@ const stats: ClientStats = {
 };
 let target = 0;
 let allowance = 0;
+/** Ramp order: device indices in the order they connect (spec.mixedFirst). */
+const order = new Uint32Array(N);
 const fanout = new Map<number, number[]>();
 
 const UPGRADE = upgradeRequest(spec.host, spec.wsPort, spec.wsPath, spec.mode === 'moor' ? 'moor.v1' : '');
 const PING = encodeFrame(FrameType.PING, 0, 0);
 const BARE_MSG = maskedFrame(OP_BINARY, Buffer.from('hello'));
+/** What a bare raw TCP connection sends, to be echoed (bare-net.ts). */
+const BARE_TCP_MSG = Buffer.from('hello');
 const EXP_S = Math.floor(Date.now() / 1000) + 48 * 3600;
 const CRLF2 = Buffer.from('\r\n\r\n');
 const header = { type: 0, flags: 0, stream: 0, length: 0, size: 0, fault: 0 as never };
@@ -295,6 +299,10 @@ function onData(this: Sock, d: Buffer): void {
   let buf = tail ? Buffer.concat([tail, d]) : d;
   tails.delete(i);
   if (isTcp[i]) {
+    if (spec.mode === 'bare') {
+      if (st[i] === St.WAITING) opened(i);
+      return;
+    }
     const rest = tcpFrames(i, buf);
     if (rest && socks[i] === this) tails.set(i, Buffer.from(rest));
     return;
@@ -327,7 +335,7 @@ function onConnect(this: Sock): void {
   if (socks[i] !== this) return;
   if (isTcp[i]) {
     st[i] = St.WAITING;
-    this.write(Buffer.concat([TCP_PREFACE, helloFrame(i)]));
+    this.write(spec.mode === 'moor' ? Buffer.concat([TCP_PREFACE, helloFrame(i)]) : BARE_TCP_MSG);
   } else {
     st[i] = St.UPGRADING;
     this.write(UPGRADE);
@@ -376,7 +384,7 @@ function rampTick(dtMs: number): void {
   allowance = Math.min(allowance + (spec.ratePerS * dtMs) / 1000, Math.max(1, spec.ratePerS / 20));
   while (allowance >= 1 && stats.pending < spec.inflight && stats.started < target) {
     allowance--;
-    connect(stats.started++);
+    connect(order[stats.started++]);
   }
 }
 
@@ -396,7 +404,7 @@ function retryTick(): void {
 /** Handshake timeouts and PINGs at each session's advised interval. */
 function sweep(): void {
   const now = performance.now();
-  for (let i = 0; i < stats.started; i++) {
+  for (let i = 0; i < N; i++) {
     const s = st[i];
     if (s === St.OPEN) {
       if (spec.mode === 'moor' && now >= nextPing[i]) {
@@ -455,6 +463,10 @@ function onCommand(m: ToClient): void {
 
 function main(): void {
   for (let i = 0; i < N; i++) isTcp[i] = spec.tcpPort > 0 && (spec.first + i) % 100 < spec.tcpPct ? 1 : 0;
+  const mixed = Math.min(N, spec.mixedFirst ?? N);
+  let k = 0;
+  for (let i = 0; i < mixed; i++) order[k++] = i;
+  for (const tcp of [0, 1]) for (let i = mixed; i < N; i++) if (isTcp[i] === tcp) order[k++] = i;
   process.on('message', onCommand);
   process.on('disconnect', () => process.exit(0));
   setTimeout(() => process.exit(3), spec.maxLifeMs).unref();

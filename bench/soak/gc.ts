@@ -45,6 +45,7 @@ export class ForcedGc {
   private constructor(
     private readonly inspectors: Inspector[],
     readonly note: string,
+    private readonly pids: number[] = [],
   ) {}
 
   /** Attaches to each process in turn (its URL comes from the stderr it shares with `urls`). */
@@ -52,7 +53,7 @@ export class ForcedGc {
     const out: Inspector[] = [];
     try {
       for (const p of procs) out.push(await Inspector.attach(p.pid, p.urls.next));
-      return new ForcedGc(out, 'forced GC (inspector) before each reading');
+      return new ForcedGc(out, 'forced GC (inspector) before each reading', procs.map((p) => p.pid));
     } catch (err) {
       for (const i of out) i.close();
       return new ForcedGc([], `no forced GC: ${(err as Error).message}`);
@@ -61,6 +62,11 @@ export class ForcedGc {
 
   static none(note: string): ForcedGc {
     return new ForcedGc([], note);
+  }
+
+  /** The open inspectors, with the pid each is attached to (for loop-probe.ts). */
+  sessions(): Array<{ pid: number; insp: Inspector }> {
+    return this.inspectors.map((insp, k) => ({ pid: this.pids[k] ?? 0, insp }));
   }
 
   get active(): boolean {

@@ -6,7 +6,7 @@
 export interface SoakClientSpec {
   /** Index of this client process (0-based), for labels. */
   id: number;
-  /** "moor": HELLO/WELCOME, heartbeat, PUSH/ACK. "bare": upgrade, one echo, then receive. */
+  /** "moor": HELLO/WELCOME, heartbeat, PUSH/ACK. "bare": upgrade (WebSocket) or connect (raw TCP), one echo, then receive. */
   mode: 'moor' | 'bare';
   host: string;
   wsPort: number;
@@ -21,6 +21,12 @@ export interface SoakClientSpec {
   prefix: string;
   first: number;
   count: number;
+  /**
+   * Ramp order: devices [0, mixedFirst) first, in index order (the transports mixed),
+   * then the rest of the WebSocket devices, then the rest of the raw TCP ones, so the
+   * bench can read memory between the two transports. Absent: index order.
+   */
+  mixedFirst?: number;
   secret: string;
   /** New connections per second this process starts while ramping. */
   ratePerS: number;

@@ -126,17 +126,22 @@ export class ClientPool {
     return Array.from(out, (n) => n ?? 0);
   }
 
+  /** Open sessions per transport, summed over clients: [WebSocket, raw TCP]. */
+  perTransport(): [number, number] {
+    return [this.sum((s) => s.perTransport[0]), this.sum((s) => s.perTransport[1])];
+  }
+
   reasons(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const c of this.clients) for (const [r, n] of Object.entries(c.stats?.reasons ?? {})) out[r] = (out[r] ?? 0) + n;
     return out;
   }
 
-  /** Connect `n` devices in all, each client its share. */
-  target(n: number): number {
+  /** Connect `n` devices in all, each client its share (or `n(client)` each). */
+  target(n: number | ((c: PoolClient) => number)): number {
     let sum = 0;
     for (const c of this.clients) {
-      const share = Math.round((c.spec.count * n) / this.total);
+      const share = typeof n === 'function' ? n(c) : Math.round((c.spec.count * n) / this.total);
       sum += share;
       c.send({ t: 'target', n: share });
     }

@@ -3,7 +3,7 @@
  * (connections up, failures, rate); also the status line the other phases update.
  * On a terminal the bar redraws in place; otherwise (CI, a pipe) a line every 2 s.
  */
-import type { ClientPool } from './pool';
+import type { ClientPool, PoolClient } from './pool';
 import { int } from './stats';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -63,10 +63,11 @@ function diff(after: Record<string, number>, before: Record<string, number>): Re
 }
 
 /**
- * Asks the pool for `n` connections in all and waits until every one is open or given
- * up (failed handshakes are retried with backoff), or until `deadline`.
+ * Asks the pool for `n` connections in all (or `n(client)` from each) and waits until
+ * every one is open or given up (failed handshakes are retried with backoff), or until
+ * `deadline`.
  */
-export async function ramp(pool: ClientPool, status: Status, label: string, n: number, deadline: number): Promise<RampResult> {
+export async function ramp(pool: ClientPool, status: Status, label: string, n: number | ((c: PoolClient) => number), deadline: number): Promise<RampResult> {
   const failed0 = pool.sum((s) => s.failed);
   const open0 = pool.sum((s) => s.open);
   const reasons0 = pool.reasons();

@@ -4,7 +4,7 @@
  * memory over time, CPU, the dial test's latency CDF, the fan-out completion curves.
  */
 
-import type { SoakReport } from './report';
+import type { SoakReport, TransportMemory } from './report';
 import type { Sample } from './sampler';
 
 type Point = [number, number];
@@ -145,7 +145,7 @@ function overTime(r: SoakReport): string {
     markers,
     series: [
       { name: 'gateway', color: COLORS[0], points: gw.map((s) => [s.t, s.conns]) },
-      { name: 'bare uWS.js', color: COLORS[7], points: S.filter((s) => s.phase.startsWith('bare')).map((s) => [s.t, s.conns]), dash: true },
+      { name: 'bare baselines', color: COLORS[7], points: S.filter((s) => s.phase.startsWith('bare')).map((s) => [s.t, s.conns]), dash: true },
       ...Array.from({ length: workers }, (_, w) => ({ name: `worker ${w}`, color: COLORS[(w + 2) % COLORS.length], points: gw.map((s): Point => [s.t, s.perWorker[w] ?? 0]) })),
     ],
   });
@@ -157,7 +157,7 @@ function overTime(r: SoakReport): string {
     series: [
       ...Array.from({ length: workers }, (_, w) => ({ name: `worker ${w}`, color: COLORS[(w + 2) % COLORS.length], points: gw.map((s): Point => [s.t, (s.serverRss[w] ?? 0) / MB]) })),
       { name: 'primary', color: COLORS[8], points: gw.map((s) => [s.t, s.primaryRss / MB]) },
-      { name: 'bare uWS (sum)', color: COLORS[7], points: S.filter((s) => s.phase.startsWith('bare')).map((s) => [s.t, s.serverRss.reduce((a, b) => a + b, 0) / MB]), dash: true },
+      { name: 'bare baselines (sum)', color: COLORS[7], points: S.filter((s) => s.phase.startsWith('bare')).map((s) => [s.t, s.serverRss.reduce((a, b) => a + b, 0) / MB]), dash: true },
     ],
   });
   const mem = chart({
@@ -232,13 +232,26 @@ function tables(r: SoakReport): string {
     row('storm: refused / overloaded / failed reconnects', s ? `${s.refused} / ${s.overloaded} / ${s.failedHandshakes}; why: ${JSON.stringify(s.reasons)}` : null),
     row('storm: non-202 push answers (first body of each status)', s && Object.keys(s.pushes.refusedExamples).length ? s.pushes.refusedExamples : null),
     row('storm: pushes only a SYNC brought (examples)', s?.pushes.syncExamples.length ? s.pushes.syncExamples : null),
+    row('storm: event-loop delay of the surviving workers, ms (max / p99 per worker)', s?.loop.length ? s.loop.map((l) => `worker ${l.worker}: ${l.max_ms} / ${l.p99_ms}`).join('; ') : null),
+    row('storm: what took the loops (CPU profile: nearest moor function, ms; longest busy stretch)', s?.loop.some((l) => l.profile) ? s.loop.map((l) => ({ worker: l.worker, top: l.profile?.top_moor.slice(0, 6), longest_busy_ms: l.profile?.longest_busy_ms, longest: l.profile?.longest_busy_moor.slice(0, 4) })) : null),
     row('storm: durable pushes', s ? `${s.pushes.sent} sent, ${s.pushes.accepted} answered 202, ${s.pushes.received} received, ${s.pushes.bySync} by SYNC only, ${s.pushes.lost} lost, non-202 ${JSON.stringify(s.pushes.refused)}` : null),
     row('memory at 1M connections per worker', `${r.extrapolation.total_gb} GB (user ${(r.extrapolation.user_bytes / 1024 ** 3).toFixed(2)} GB + kernel ${(r.extrapolation.kernel_bytes / 1024 ** 3).toFixed(2)} GB)`),
     row('extrapolation method', r.extrapolation.method),
     row('gateway warnings/errors logged', g.problemCount),
   ].join('');
   const logs = g.problems.length || g.stderr ? `<h2>Gateway warnings and errors</h2><details><summary>${g.problemCount} log lines at warn or above (first ${g.problems.length}), and the end of its stderr</summary><pre>${esc([...g.problems, '', g.stderr].join('\n'))}</pre></details>` : '';
-  return `<h2>Targets</h2><table class="targets"><tr><th>target</th><th>value</th><th>limit</th><th></th></tr>${t}</table><h2>Figures</h2><table>${figures}</table>${logs}`;
+  return `<h2>Targets</h2><table class="targets"><tr><th>target</th><th>value</th><th>limit</th><th></th></tr>${t}</table>${memoryTable(r)}<h2>Figures</h2><table>${figures}</table>${logs}`;
+}
+
+/** Bytes per connection per transport, each next to its own baseline. */
+function memoryTable(r: SoakReport): string {
+  const m = r.memory;
+  const line = (name: string, t: TransportMemory | null): string =>
+    t
+      ? `<tr><th>${esc(name)}</th><td>${t.conns}</td><td>${t.rss_bytes_per_conn}</td><td>${t.anon_bytes_per_conn}</td><td>${t.pss_bytes_per_conn}</td><td>${esc(`${t.baseline}: ${t.baseline_bytes_per_conn ?? '—'}`)}</td><td>${t.ratio ?? '—'}${t.ratio_vs_bare_uws ? ` (${t.ratio_vs_bare_uws} of bare uWS.js)` : ''}</td><td>${esc(JSON.stringify(t.parts_per_conn))}</td></tr>`
+      : '';
+  const mix = `<tr><th>the mix, after the hold (target)</th><td>${r.gateway.mem.conns}</td><td>${m.bytes_per_conn}</td><td>${m.anon_bytes_per_conn}</td><td>${m.pss_bytes_per_conn}</td><td>bare uWS.js: ${m.bare_uws_bytes_per_conn ?? '—'}</td><td>${m.ratio ?? '—'} (target ≤ ${m.target_ratio})</td><td>${esc(JSON.stringify(r.gateway.mem.partsPerConn))}</td></tr>`;
+  return `<h2>Memory per connection</h2><table><tr><th></th><th>sessions</th><th>RSS B</th><th>anonymous B</th><th>PSS B</th><th>baseline B</th><th>ratio</th><th>RSS by mapping (smaps)</th></tr>${line('WebSocket sessions (after the ramp)', m.ws)}${line('raw TCP sessions (after the ramp)', m.tcp)}${mix}</table><p class="sub">The hold added ${m.hold_growth_bytes_per_conn} B per connection. ${esc(m.method)}</p>`;
 }
 
 const CSS = `body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}

@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import type { FanoutResult } from './fanout';
-import type { MemCost } from './memory';
+import type { MemCost, StepCost } from './memory';
 import type { SoakOptions } from './options';
 import type { RampResult } from './ramp';
 import type { Sample, Sampler } from './sampler';
@@ -21,12 +21,28 @@ export interface BareRun {
   fanout: FanoutResult;
 }
 
+/** The bare node:net baseline (bare-net.ts): the floor for a raw TCP session. */
+export interface BareNetRun {
+  processes: number;
+  gc: string;
+  ramp: RampResult;
+  mem: MemCost;
+}
+
 export interface GatewayRun {
   tls: string;
   gc: string;
   clients: number;
+  /** The ramp (of the raw TCP sessions, when the ramp was split by transport). */
   ramp: RampResult;
+  /** The WebSocket part of a ramp split by transport (warm-up and WebSocket sessions), else null. */
+  wsRamp: RampResult | null;
+  /** Warm-up reading to held reading, after the hold: the headline. */
   mem: MemCost;
+  /** Right after the ramp: what the WebSocket sessions added, then what the raw TCP ones added (null: none of that transport). */
+  perTransport: { ws: StepCost | null; tcp: StepCost | null };
+  /** End of ramp to end of hold, per connection held: what the hold itself added (pushes, store, heartbeats). */
+  holdGrowth: StepCost;
   /** Sessions lost during the hold (none should be). */
   holdLost: number;
   dial: { latency: Summary; api: Summary; sent: number; missing: number; errors: Record<string, number>; cdf: number[] };
@@ -62,6 +78,9 @@ export interface SoakReport {
   machine: { cpus: number; mem_gb: number };
   options: SoakOptions;
   bare: (Omit<BareRun, 'fanout'> & { fanout: FanoutResult }) | null;
+  bareNet: BareNetRun | null;
+  /** Bytes per connection per transport, each next to its own baseline (see MEMORY_METHOD). */
+  memory: MemorySummary;
   gateway: Omit<GatewayRun, 'dial'> & { dial: Omit<GatewayRun['dial'], 'cdf'> & { cdf: Array<[number, number]> } };
   idleCpuCores: number;
   /** Mean cores used by other processes on the machine during the run (a shared machine skews every figure). */
@@ -97,7 +116,78 @@ function ratio(a: number | undefined, b: number | undefined): number | null {
   return a && b ? +(a / b).toFixed(3) : null;
 }
 
-export function buildReport(o: SoakOptions, started: Date, seconds: number, bare: BareRun | null, gw: GatewayRun, sampler: Sampler): SoakReport {
+export const MEMORY_METHOD =
+  'RSS: sum over the server processes of VmRSS (/proc/<pid>/status), each the min of 3 readings after a full GC forced through the inspector; ' +
+  'per connection = (reading after - reading before) / connections added. Baselines: bare uWS.js (one process per worker) for WebSocket, ' +
+  'a bare node:net cluster (as the gateway\'s raw TCP listener) for raw TCP. Per transport: the gateway ramp adds a mixed warm-up, then every ' +
+  'WebSocket session, a reading, then every raw TCP session, a reading. Headline bytes_per_conn: warm-up to the end of the hold, the mix. ' +
+  'PSS (smaps_rollup) counts a page shared by k processes 1/k in each: the store\'s memory map (data.mdb), which every worker maps, counts once ' +
+  'instead of once per worker.';
+
+export interface TransportMemory {
+  /** Sessions the figure was measured over. */
+  conns: number;
+  rss_bytes_per_conn: number;
+  anon_bytes_per_conn: number;
+  pss_bytes_per_conn: number;
+  parts_per_conn: StepCost['partsPerConn'];
+  baseline: string;
+  baseline_bytes_per_conn: number | null;
+  /** rss / baseline. */
+  ratio: number | null;
+  /** Raw TCP: rss / bare uWS.js (the issue's 1.5x target is against bare uWS.js). */
+  ratio_vs_bare_uws?: number | null;
+}
+
+export interface MemorySummary {
+  method: string;
+  /** The mix after the hold vs bare uWS.js: the target. */
+  bytes_per_conn: number;
+  bare_uws_bytes_per_conn: number | null;
+  ratio: number | null;
+  target_ratio: 1.5;
+  pss_bytes_per_conn: number;
+  anon_bytes_per_conn: number;
+  file_bytes_per_conn: number;
+  hold_growth_bytes_per_conn: number;
+  ws: TransportMemory | null;
+  tcp: TransportMemory | null;
+}
+
+function transportMemory(c: StepCost | null, baseline: string, base: number | null): TransportMemory | null {
+  if (!c || c.conns <= 0) return null;
+  return {
+    conns: c.conns,
+    rss_bytes_per_conn: c.bytesPerConn,
+    anon_bytes_per_conn: c.anonBytesPerConn,
+    pss_bytes_per_conn: c.pssBytesPerConn,
+    parts_per_conn: c.partsPerConn,
+    baseline,
+    baseline_bytes_per_conn: base,
+    ratio: ratio(c.bytesPerConn, base ?? undefined),
+  };
+}
+
+export function memorySummary(bare: BareRun | null, bareNet: BareNetRun | null, gw: GatewayRun): MemorySummary {
+  const uws = bare?.mem.bytesPerConn ?? null;
+  const tcp = transportMemory(gw.perTransport.tcp, 'bare node:net (cluster)', bareNet?.mem.bytesPerConn ?? null);
+  if (tcp) tcp.ratio_vs_bare_uws = ratio(tcp.rss_bytes_per_conn, uws ?? undefined);
+  return {
+    method: MEMORY_METHOD,
+    bytes_per_conn: gw.mem.bytesPerConn,
+    bare_uws_bytes_per_conn: uws,
+    ratio: ratio(gw.mem.bytesPerConn, uws ?? undefined),
+    target_ratio: 1.5,
+    pss_bytes_per_conn: gw.mem.pssBytesPerConn,
+    anon_bytes_per_conn: gw.mem.anonBytesPerConn,
+    file_bytes_per_conn: gw.mem.fileBytesPerConn,
+    hold_growth_bytes_per_conn: gw.holdGrowth.bytesPerConn,
+    ws: transportMemory(gw.perTransport.ws, 'bare uWS.js', uws),
+    tcp,
+  };
+}
+
+export function buildReport(o: SoakOptions, started: Date, seconds: number, bare: BareRun | null, bareNet: BareNetRun | null, gw: GatewayRun, sampler: Sampler): SoakReport {
   const lat = gw.dial.latency;
   const fanRatio = ratio(gw.fanout.median?.msgsPerS, bare?.fanout.median?.msgsPerS);
   const memRatio = ratio(gw.mem.bytesPerConn, bare?.mem.bytesPerConn);
@@ -118,6 +208,8 @@ export function buildReport(o: SoakOptions, started: Date, seconds: number, bare
     machine: { cpus: os.availableParallelism(), mem_gb: +(os.totalmem() / 1024 ** 3).toFixed(1) },
     options: o,
     bare,
+    bareNet,
+    memory: memorySummary(bare, bareNet, gw),
     gateway: { ...gw, dial: { ...gw.dial, cdf: cdf(gw.dial.cdf, 300) } },
     idleCpuCores: +sampler.mean('gateway: hold', (s) => s.serverCpu).toFixed(3),
     othersCpuCores: +sampler.othersCpu().toFixed(3),
@@ -147,6 +239,18 @@ export function headline(r: SoakReport, html: string) {
     bytes_per_conn: g.mem.bytesPerConn,
     anon_bytes_per_conn: g.mem.anonBytesPerConn,
     bare_bytes_per_conn: r.bare?.mem.bytesPerConn ?? null,
+    bytes_per_conn_ratio: r.memory.ratio,
+    pss_bytes_per_conn: r.memory.pss_bytes_per_conn,
+    hold_growth_bytes_per_conn: r.memory.hold_growth_bytes_per_conn,
+    ws_bytes_per_conn: r.memory.ws?.rss_bytes_per_conn ?? null,
+    ws_pss_bytes_per_conn: r.memory.ws?.pss_bytes_per_conn ?? null,
+    ws_vs_bare_uws: r.memory.ws?.ratio ?? null,
+    tcp_bytes_per_conn: r.memory.tcp?.rss_bytes_per_conn ?? null,
+    tcp_pss_bytes_per_conn: r.memory.tcp?.pss_bytes_per_conn ?? null,
+    bare_net_bytes_per_conn: r.bareNet?.mem.bytesPerConn ?? null,
+    tcp_vs_bare_net: r.memory.tcp?.ratio ?? null,
+    tcp_vs_bare_uws: r.memory.tcp?.ratio_vs_bare_uws ?? null,
+    mem_method: 'sum of workers\' VmRSS after a forced GC, per connection added; per transport: WebSocket sessions ramped, read, then raw TCP ones (see report.memory.method)',
     kernel_bytes_per_socket: g.mem.kernelBytesPerSocket,
     client_bytes_per_conn: g.mem.clientBytesPerConn,
     idle_cpu_cores: r.idleCpuCores,
@@ -165,6 +269,8 @@ export function headline(r: SoakReport, html: string) {
     storm_pushes_accepted: s?.pushes.accepted ?? null,
     storm_pushes_lost: s?.pushes.lost ?? null,
     storm_pushes_by_sync_only: s?.pushes.bySync ?? null,
+    storm_loop_delay_max_ms: s?.loop.length ? Math.max(...s.loop.map((l) => l.max_ms)) : null,
+    storm_loop_delay_p99_ms: s?.loop.length ? Math.max(...s.loop.map((l) => l.p99_ms)) : null,
     mem_1m_conns_per_worker_gb: r.extrapolation.total_gb,
     mem_1m_method: 'worker fixed RSS + 1e6 x RSS bytes/conn + 1e6 x kernel bytes/socket, all measured in this run (see report.extrapolation)',
     targets: r.targets,

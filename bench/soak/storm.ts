@@ -7,6 +7,7 @@
 
 import { wallNow } from './fanout';
 import type { SoakGateway } from './gateway';
+import type { LoopProbe, LoopReport } from './loop-probe';
 import type { StormResult } from './messages';
 import type { ClientPool } from './pool';
 import type { Status } from './ramp';
@@ -33,6 +34,8 @@ export interface StormReport {
   failedHandshakes: number;
   reasons: Record<string, number>;
   pushes: Omit<StormResult, 'latencies'> & { latency: Summary };
+  /** Event-loop delay (and with --storm-profile, CPU profile summaries) of the surviving workers, kill to every device back. */
+  loop: LoopReport[];
 }
 
 function diff(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
@@ -65,7 +68,13 @@ function merge(rs: StormResult[]): StormResult {
   return m;
 }
 
-export async function storm(pool: ClientPool, gw: SoakGateway, status: Status, o: { pushesPerS: number; timeoutMs: number; workers: number }): Promise<StormReport> {
+/** `probe`: started on the surviving workers just before the kill (loop-probe.ts); `stem`: where its profiles go. */
+export async function storm(
+  pool: ClientPool,
+  gw: SoakGateway,
+  status: Status,
+  o: { pushesPerS: number; timeoutMs: number; workers: number; probe?: (victim: number) => Promise<LoopProbe | null>; stem?: string },
+): Promise<StormReport> {
   const victim = o.workers > 1 ? 1 : 0;
   const victimPid = gw.workers.get(victim);
   if (!victimPid) throw new Error(`storm: no pid known for worker ${victim}`);
@@ -77,6 +86,7 @@ export async function storm(pool: ClientPool, gw: SoakGateway, status: Status, o
   const lost0 = pool.sum((s) => s.lost);
   const failed0 = pool.sum((s) => s.failed);
   let restartMs: number | null = null;
+  const probe = (await o.probe?.(victim)) ?? null;
   const tKill = wallNow();
   gw.waitForLog((l) => l.msg === 'worker back' && l.worker === victim, o.timeoutMs).then(
     () => {
@@ -101,6 +111,11 @@ export async function storm(pool: ClientPool, gw: SoakGateway, status: Status, o
   }
   const backAt = pool.max((s) => s.backAt);
   const backMs = back && backAt > tKill ? Math.round(backAt - tKill) : null;
+  const loop = probe ? await probe.stop(o.stem ?? 'storm') : [];
+  for (const l of loop) {
+    const worst = l.profile ? `; longest busy stretch ${l.profile.longest_busy_ms} ms: ${l.profile.longest_busy_moor.slice(0, 3).map(([f, ms]) => `${f} ${ms} ms`).join(', ')}` : '';
+    status.log(`storm: worker ${l.worker} event-loop delay max ${l.max_ms} ms, p99 ${l.p99_ms} ms${worst}`);
+  }
   const reasons = diff(pool.reasons(), reasons0);
   status.log(`storm: ${back ? `every device back ${backMs} ms after the kill` : 'NOT every device came back before the timeout'}; worker restarted after ${restartMs ?? '?'} ms; pushing 2 s more, then verifying`);
   await sleep(2000);
@@ -120,6 +135,7 @@ export async function storm(pool: ClientPool, gw: SoakGateway, status: Status, o
     failedHandshakes: pool.sum((s) => s.failed) - failed0,
     reasons,
     pushes: { ...rest, latency: summarize(latencies) },
+    loop,
   };
   status.log(`storm pushes: ${int(m.sent)} sent, ${int(m.accepted)} answered 202, ${int(m.received)} received live or by replay, ${int(m.bySync)} only by SYNC, ${int(m.lost)} LOST; refused answers ${JSON.stringify(m.refused)}`);
   return report;
