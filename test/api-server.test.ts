@@ -22,6 +22,14 @@ class TestBackend implements ApiBackend {
   failure: unknown = null;
   /** When set, push waits for this promise before answering. */
   pushGate: Promise<void> | null = null;
+  /** When set, gatePush refuses every push with it (before the body is read). */
+  refuse: ApiError | null = null;
+  gated: string[] = [];
+
+  gatePush(apiKey: string): ApiError | null {
+    this.gated.push(apiKey);
+    return this.refuse;
+  }
 
   private check(op: string, arg: unknown): void {
     this.calls.push({ op, arg });
@@ -83,6 +91,8 @@ beforeEach(() => {
   backend.calls = [];
   backend.failure = null;
   backend.pushGate = null;
+  backend.refuse = null;
+  backend.gated = [];
   logged.length = 0;
 });
 
@@ -239,6 +249,51 @@ describe('POST /v1/push', () => {
     assert.equal(res.status, 429);
     assert.equal(res.headers.get('retry-after'), '7');
     assert.deepEqual(await errorOf(res), { code: 'RATE_LIMITED', message: 'slow down' });
+  });
+
+  test('a key refused before its body is read: 429 with Retry-After, no parse, the connection reusable', async () => {
+    backend.refuse = new ApiError('RATE_LIMITED', 'queue full', { retryAfterS: 2 });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<unknown>();
+    const send = (body: string, key = KEYS[1]!) =>
+      new Promise<{ status: number; retry: string | undefined; text: string }>((resolve, reject) => {
+        const req = http.request(`${base}/v1/push`, { method: 'POST', agent, headers: { ...auth(key), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+          sockets.add(res.socket);
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, retry: res.headers['retry-after'], text }));
+        });
+        req.on('error', reject);
+        // the body in two writes, the second after the answer may have left
+        const half = Math.floor(body.length / 2);
+        req.write(body.slice(0, half));
+        setTimeout(() => req.end(body.slice(half)), 20);
+      });
+    try {
+      // not even JSON: it is never parsed
+      const big = `{"device_id":"d","body":"${'x'.repeat(3000)}"`;
+      const a = await send(big);
+      assert.equal(a.status, 429);
+      assert.equal(a.retry, '2');
+      assert.equal(JSON.parse(a.text).error.code, 'RATE_LIMITED');
+      assert.equal(backend.calls.length, 0);
+      assert.deepEqual(backend.gated, [KEYS[1]]);
+      backend.refuse = null;
+      const b = await send(JSON.stringify({ device_id: 'd', body: 'after' }));
+      assert.equal(b.status, 202);
+      assert.equal((backend.calls[0]!.arg as PushCommand).body.toString(), 'after');
+      assert.equal(sockets.size, 1, 'the second request reused the connection');
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  test('an unknown key is 401 before the gate is asked', async () => {
+    backend.refuse = new ApiError('RATE_LIMITED', 'queue full', { retryAfterS: 2 });
+    const res = await push({ device_id: 'd', body: 'x' }, auth('nope'));
+    assert.equal(res.status, 401);
+    assert.deepEqual(backend.gated, []);
   });
 
   test('500 INTERNAL, logged, on any other failure', async () => {

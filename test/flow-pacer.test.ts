@@ -139,6 +139,30 @@ describe('push pacer', () => {
     assert.equal(p.push('later'), 'now', 'the queue drained');
   });
 
+  test('refusal: known before a push is read, exactly when admit would refuse any push; it changes nothing', () => {
+    const u = unit({ rate: 10, burst: 5, queue: 3 });
+    const p = setup(u);
+    assert.equal(p.pacer.refusal(u, 'k'), null, 'a key never seen');
+    for (let i = 0; i < 5; i++) p.push(`now${i}`);
+    assert.equal(p.pacer.refusal(u, 'k'), null, 'tokens gone, but the queue has room');
+    for (let i = 0; i < 3; i++) assert.equal(p.push(`q${i}`), 'queued');
+    const r = p.pacer.refusal(u, 'k');
+    assert.ok(r instanceof QueueFullError && r.retryAfterMs >= 1000);
+    assert.equal(p.pacer.refusal(u, 'k')?.message, r.message, 'asking twice is the same');
+    assert.equal(p.pacer.waiting('default', 'k'), 3, 'nothing reserved or taken');
+    assert.throws(() => p.push('over'), QueueFullError);
+    assert.equal(p.pacer.refusal(u, 'other'), null, 'another key is not refused');
+    p.clock.advance(100);
+    assert.equal(p.pacer.refusal(u, 'k'), null, 'a slot freed up');
+    assert.equal(p.push('in'), 'queued');
+    // queue = 0: refused only while the bucket is empty
+    const z = unit({ name: 'z', rate: 10, burst: 1, queue: 0 });
+    assert.equal(p.push('z1', 'k', { unit: z }), 'now');
+    assert.ok(p.pacer.refusal(z, 'k') instanceof QueueFullError);
+    p.clock.advance(100);
+    assert.equal(p.pacer.refusal(z, 'k'), null);
+  });
+
   test('queue full (bytes)', () => {
     const p = setup(unit({ burst: 1, queue: 1000, queue_bytes: 1000 }));
     p.push('a');

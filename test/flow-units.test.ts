@@ -139,6 +139,21 @@ describe('unit rules', () => {
     assert.deepEqual(d, { name: 'default', rate: 1000, burst: 2000, queue: 10_000, queue_bytes: 64 * 1024 * 1024 });
   });
 
+  test('reachable: the units a key may land in whatever it pushes (for the 429 before a body is read)', () => {
+    const names = (key: string, tb = t) => tb.reachable(key).map((u) => u.name);
+    assert.deepEqual(names('any'), ['promo', 'canary', 'default'], 'topic and device rules depend on the push');
+    assert.deepEqual(names('vip-1'), ['promo', 'vip'], 'a key rule at 100 % ends the list: default is out of reach');
+    const half = table([{ name: 'half', rate: 5, rules: [{ scope: 'key', match: 'k*', percent: 50 }] }]);
+    assert.deepEqual(names('k1', half), ['half', 'default'], 'below 100 % the rest may still go on');
+    assert.deepEqual(names('x', half), ['default']);
+    // every unit classify can answer is in the list
+    for (const key of ['any', 'vip-1', 'vip-12']) {
+      for (const target of [topic('promo-a'), topic('news'), device('dev-1'), device('x'), { kind: 'all' } as PushTarget]) {
+        assert.ok(names(key).includes(t.classify(key, target).name), `${key} -> ${JSON.stringify(target)}`);
+      }
+    }
+  });
+
   test('a percentage takes that share of the matching traffic, deterministically', () => {
     let inUnit = 0;
     const n = 10_000;

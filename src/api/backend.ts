@@ -4,6 +4,7 @@
  * only parses, validates, authorises and formats.
  */
 import type { StoredPush } from '../store/store';
+import type { ApiError } from './errors';
 
 export type PushTarget =
   | { kind: 'device'; deviceIds: string[]; single: boolean }
@@ -48,6 +49,11 @@ export interface DeviceInfo {
 }
 
 export interface ApiBackend {
+  /**
+   * Called with the caller's key before a push's body is read: an error (429) to answer
+   * at once, without reading or parsing the body, or null to go on. Optional.
+   */
+  gatePush?(apiKey: string): ApiError | null;
   push(cmd: PushCommand): Promise<PushOutcome>;
   /** null when the device was never seen. */
   deviceInfo(deviceId: string): Promise<DeviceInfo | null>;

@@ -103,6 +103,9 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
       if (declared !== null && declared > maxBody) {
         throw new ApiError('PAYLOAD_TOO_LARGE', `request body of ${declared} bytes exceeds ${maxBody}`);
       }
+      // Flow control: a key whose queues are all full is refused before its body is read.
+      const refused = backend.gatePush?.(apiKey) ?? null;
+      if (refused) throw refused;
       const raw = await readBody(x, declared, maxBody);
       let doc: unknown;
       try {
@@ -112,8 +115,10 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
       }
       const v = validatePush(doc, apiKey, newId);
       if (!v.ok) throw new ApiError('INVALID_FIELD', describeFieldErrors(v.errors));
-      // topic fan-out publishes; publishing inside a uWS callback is 14x slower (design.md)
-      await outsideHandler();
+      // topic fan-out publishes; publishing inside a uWS callback is 14x slower (design.md).
+      // A device push sends to one socket per device whatever the context, and a durable
+      // one leaves the callback at its store write: it saves the loop iteration.
+      if (v.cmd.target.kind !== 'device') await outsideHandler();
       const out = await backend.push(v.cmd);
       const answer: { id: string; accepted: number; online: number; seqs?: number[]; queued?: boolean } = {
         id: out.id,

@@ -172,6 +172,29 @@ export class Flow {
     }
   }
 
+  /**
+   * Before a push's body is read: a 429 when every queue the key's pushes could land in
+   * is full, so a flooding key costs the worker no body, JSON or validation for what it
+   * would refuse anyway; else null (admitPush decides once the push is known).
+   */
+  gatePush(apiKey: string): ApiError | null {
+    let refusal: QueueFullError | null = null;
+    let unit = '';
+    for (const u of this.units.reachable(apiKey)) {
+      const r = this.pacer.refusal(u, apiKey);
+      if (r === null) return null;
+      if (refusal === null || r.retryAfterMs < refusal.retryAfterMs) [refusal, unit] = [r, u.name];
+    }
+    if (refusal === null) return null;
+    this.metrics.pushes.inc({ unit, result: 'rejected' });
+    return new ApiError('RATE_LIMITED', refusal.message, { retryAfterS: Math.ceil(refusal.retryAfterMs / 1000) });
+  }
+
+  /** A durable push from the API was stored after `ms` (moor_push_store_seconds). */
+  stored(priority: number, ms: number): void {
+    this.metrics.stored(laneOfPriority(priority), ms);
+  }
+
   queuePush(t: Ticket, route: () => Promise<unknown>): void {
     this.pacer.enqueue(t, () => {
       route().catch((err) => this.gw.deps.log.warn({ err }, 'a paced push could not be routed'));

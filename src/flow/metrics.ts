@@ -21,6 +21,7 @@ export class FlowMetrics {
   readonly queueWait: Histogram<'unit'>;
   readonly laneWait: Histogram<'lane'>;
   readonly laneSends: Counter<'lane'>;
+  readonly storeWrite: Histogram<'lane'>;
   readonly refused: Counter<'reason'>;
   readonly deferred: Counter;
   readonly slowSessions: Gauge;
@@ -34,6 +35,7 @@ export class FlowMetrics {
     this.queued = new Gauge({ name: `${p}flow_queued`, help: 'Pushes waiting for their unit budget', labelNames: ['unit'], registers });
     this.queueWait = new Histogram({ name: `${p}flow_queue_wait_seconds`, help: 'Time paced pushes waited for their unit budget', labelNames: ['unit'], buckets: QUEUE_BUCKETS, registers });
     this.laneWait = new Histogram({ name: `${p}lane_wait_seconds`, help: 'Time a delivery job waited in its priority lane before it started', labelNames: ['lane'], buckets: LANE_BUCKETS, registers });
+    this.storeWrite = new Histogram({ name: `${p}push_store_seconds`, help: 'Time a durable push from the API took to be stored (write transaction committed and synced), by the lane of its priority', labelNames: ['lane'], buckets: LANE_BUCKETS, registers });
     this.laneSends = new Counter({ name: `${p}lane_sends_total`, help: 'Writes done by the lane scheduler, by lane', labelNames: ['lane'], registers });
     this.refused = new Counter({ name: `${p}flow_refused_total`, help: 'Connections refused or closed by flow control: accept rate, inbound rate, slow consumer', labelNames: ['reason'], registers });
     this.deferred = new Counter({ name: `${p}flow_deferred_total`, help: 'Durable pushes left in the inbox for a session too slow to take them live', registers });
@@ -44,6 +46,10 @@ export class FlowMetrics {
 
   laneStarted(lane: LaneValue, waitMs: number): void {
     this.laneWait.observe(this.laneLabels[lane], waitMs / 1000);
+  }
+
+  stored(lane: LaneValue, ms: number): void {
+    this.storeWrite.observe(this.laneLabels[lane], ms / 1000);
   }
 
   laneSent(lane: LaneValue, n: number): void {

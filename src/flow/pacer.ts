@@ -102,18 +102,35 @@ export class PushPacer {
     f.bucket.rate = unit.rate;
     f.bucket.burst = pacedBurst(unit);
     if (f.count === 0 && f.bucket.takeDebt(cost, now)) return null;
-    if (f.count + 1 > unit.queue || f.bytes + bytes > unit.queue_bytes) {
-      const wait = f.bucket.msUntil(cost, now) + Math.ceil((cost * 1000) / unit.rate);
-      const retry = Math.max(1000, wait);
-      throw new QueueFullError(
-        `unit ${unit.name}: ${f.count} pushes (${f.bytes} bytes) already wait for this API key's budget of ${unit.rate}/s (queue ${unit.queue}, ${unit.queue_bytes} bytes)`,
-        retry + Math.floor(this.random() * retry),
-      );
-    }
+    if (f.count + 1 > unit.queue || f.bytes + bytes > unit.queue_bytes) throw this.full(f, unit, cost, now);
     f.count++;
     f.bytes += bytes;
     this.observer?.queued(f.unit, 1);
     return { flow: f, lane: lane < 0 || lane > 2 ? 1 : lane, item: { cost, bytes, at: now, run: null }, state: RESERVED };
+  }
+
+  /**
+   * Whether every push from `key` in `unit` would be refused now, whatever its targets:
+   * its queue is full by count (bytes depend on the push and are judged by admit). The
+   * error admit would throw, or null when a push might get in. Changes nothing, so the
+   * API can answer 429 before it reads a request body.
+   */
+  refusal(unit: Unit, key: string): QueueFullError | null {
+    const f = this.flows.get(`${unit.name}\u0000${key}`);
+    if (!f || f.count + 1 <= unit.queue) return null;
+    const now = this.clock.now();
+    // An empty queue (queue = 0) still lets a push through the bucket.
+    if (f.count === 0 && f.bucket.msUntil(1, now) === 0) return null;
+    return this.full(f, unit, 1, now);
+  }
+
+  private full(f: KeyFlow, unit: Unit, cost: number, now: number): QueueFullError {
+    const wait = f.bucket.msUntil(cost, now) + Math.ceil((cost * 1000) / unit.rate);
+    const retry = Math.max(1000, wait);
+    return new QueueFullError(
+      `unit ${unit.name}: ${f.count} pushes (${f.bytes} bytes) already wait for this API key's budget of ${unit.rate}/s (queue ${unit.queue}, ${unit.queue_bytes} bytes)`,
+      retry + Math.floor(this.random() * retry),
+    );
   }
 
   /** The push of `t` is ready to go when its turn comes: `run` routes it. */

@@ -188,6 +188,31 @@ export class UnitTable {
     return this.defaultUnit();
   }
 
+  /**
+   * The units a push from `key` may land in, whatever its target, in config order: a
+   * unit with a rule on the key at 100 % ends the list (no later unit, nor `default`,
+   * is reachable); topic and device rules, and key rules below 100 %, depend on the push.
+   */
+  reachable(key: string): Unit[] {
+    const out: Unit[] = [];
+    for (const { unit, rules } of this.compile().units) {
+      let possible = false;
+      for (const r of rules) {
+        if (r.scope !== 'key') possible = true;
+        else if (r.re.test(key)) {
+          if (r.percent >= 100) {
+            out.push(unit);
+            return out;
+          }
+          possible = true;
+        }
+      }
+      if (possible) out.push(unit);
+    }
+    out.push(this.defaultUnit());
+    return out;
+  }
+
   /** Every unit's name, `default` first (metrics). */
   names(): string[] {
     return [DEFAULT_UNIT, ...this.compile().units.map((u) => u.unit.name)];

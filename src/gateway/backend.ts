@@ -30,6 +30,10 @@ export class WorkerBackend implements ApiBackend {
     private readonly hooks: BackendHooks,
   ) {}
 
+  gatePush(apiKey: string): ApiError | null {
+    return this.gw.flow.gatePush(apiKey);
+  }
+
   async push(cmd: PushCommand): Promise<PushOutcome> {
     const { store } = this.gw.deps;
     let idemKey = '';
@@ -53,7 +57,9 @@ export class WorkerBackend implements ApiBackend {
       const ids = cmd.target.deviceIds;
       let seqs: number[] | undefined;
       if (cmd.durable) {
+        const t0 = performance.now();
         seqs = await guard(store.append(ids.map((deviceId) => ({ deviceId, push: { id: hdr.id, topic: hdr.topic, body: cmd.body, priority: hdr.priority, expiresAtMs: hdr.exp, sentAtMs: now } })))).catch(this.gw.flow.cancelling(ticket));
+        this.gw.flow.stored(cmd.priority, performance.now() - t0);
       }
       this.gw.deps.metrics.pushesAccepted(ids.length);
       let online = 0;
