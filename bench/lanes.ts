@@ -24,6 +24,10 @@
  * sessions are closed after `slow-ms`.
  *
  * Latency = from the POST leaving this process to the PUSH frame read here (one clock).
+ * Probe times are a seeded Poisson stream (`seed`), so they sample the periodic broadcasts
+ * at every phase. Per phase the JSON also gives the gateway's own view of the probes, from
+ * /metrics read around each block: their store write (`store_write_high`, durable probes)
+ * and their wait for the high lane (`lane_wait_high`).
  * The load generators run at nice 10 (see lowPriority).
  * `--compare` repeats the blocks on a gateway with flow control disarmed (one turn does
  * all queued work, so a broadcast is never sliced; no key budget).
@@ -83,6 +87,8 @@ interface Options {
   /** What runs in the load phase (to take the load apart). */
   load: 'both' | 'broadcast' | 'flood';
   timeoutS: number;
+  /** Seeds the probes' Poisson arrival times. */
+  seed: number;
 }
 
 const USAGE = `usage: npm run bench -- lanes [--quick] [--compare] [--no-slow] [--devices=6000] [--per-client=2000]
@@ -90,7 +96,7 @@ const USAGE = `usage: npm run bench -- lanes [--quick] [--compare] [--no-slow] [
   [--broadcast-per-s=10] [--broadcast-body=1024] [--slow-phase-s=20] [--slow-broadcast-per-s=10] [--slow-broadcast-body=1024]
   [--flood-concurrency=8] [--flood-per-s=2000] [--flood-durable=true] [--probe-durable=true]
   [--key-rate=200] [--key-queue=2000] [--max-buffered=65536] [--slow-ms=8000] [--workers=1] [--load=both|broadcast|flood]
-  [--prof=DIR] [--gateway-arg=--section.key=value ...] [--timeout-s=600]`;
+  [--prof=DIR] [--gateway-arg=--section.key=value ...] [--timeout-s=600] [--seed=1]`;
 
 const INTS: Record<string, keyof Options> = {
   devices: 'devices',
@@ -114,13 +120,14 @@ const INTS: Record<string, keyof Options> = {
   'slow-ms': 'slowMs',
   workers: 'workers',
   'timeout-s': 'timeoutS',
+  seed: 'seed',
 };
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     devices: 6000, perClient: 2000, firstHost: 40, probes: 20, probeRate: 50, cycles: 6, blockS: 4, settleS: 1, slowPhaseS: 20,
     broadcastPerS: 10, broadcastBody: 1024, slowBroadcastPerS: 10, slowBroadcastBody: 1024, floodConcurrency: 8, floodPerS: 2000, floodDurable: true, probeDurable: true, keyRate: 200, keyQueue: 2000,
-    maxBuffered: 65_536, slowMs: 8_000, workers: 1, compare: false, slow: true, prof: '', gatewayArgs: [], load: 'both', timeoutS: 600,
+    maxBuffered: 65_536, slowMs: 8_000, workers: 1, compare: false, slow: true, prof: '', gatewayArgs: [], load: 'both', timeoutS: 600, seed: 1,
   };
   if (argv.includes('--quick')) Object.assign(o, { devices: 1500, perClient: 500, cycles: 4, blockS: 2, slowPhaseS: 15 });
   for (const a of argv) {
@@ -195,6 +202,7 @@ class Probes {
     private readonly apiPort: number,
     private readonly t0: number,
     private readonly durable: boolean,
+    private readonly random: () => number,
   ) {}
 
   async open(wsPort: number, count: number): Promise<void> {
@@ -228,7 +236,12 @@ class Probes {
     }
   }
 
-  /** Sends `rate` pushes/s for `ms` (samples of `phase` accumulate over calls), then waits up to 3 s for the last ones. */
+  /**
+   * Sends `rate` pushes/s on average for `ms` (samples of `phase` accumulate over calls),
+   * then waits up to 3 s for the last ones. The gaps are exponential (a Poisson stream,
+   * seeded): probes at a fixed period would sample the broadcasts, which also come at a
+   * fixed period, at the same few phases only.
+   */
   async run(phase: number, rate: number, ms: number): Promise<void> {
     this.samples[phase] ??= [];
     const every = 1000 / rate;
@@ -237,7 +250,7 @@ class Probes {
     while (performance.now() < end) {
       const wait = next - performance.now();
       if (wait > 0) await sleep(wait);
-      next += every;
+      next += -Math.log(1 - this.random()) * every;
       const n = this.n++;
       const device = `probe-${n % this.conns.length}`;
       const body = `h${n}`;
@@ -303,9 +316,50 @@ function buckets(text: string, name: string, label: string): Map<string, number>
   return out;
 }
 
+/** Cumulative histogram buckets summed over differences of two /metrics readings. */
+class Hist {
+  private readonly sum = new Map<string, number>();
+  constructor(
+    private readonly name: string,
+    private readonly label: string,
+  ) {}
+
+  add(before: string, after: string): void {
+    const a = buckets(before, this.name, this.label);
+    for (const [le, n] of buckets(after, this.name, this.label)) this.sum.set(le, (this.sum.get(le) ?? 0) + n - (a.get(le) ?? 0));
+  }
+
+  report(): Record<string, number> {
+    const count = this.sum.get('+Inf') ?? 0;
+    const share = (le: string) => (count ? r1((100 * (this.sum.get(le) ?? 0)) / count) : Number.NaN);
+    return { n: count, pct_within_1ms: share('0.001'), pct_within_2ms: share('0.002'), pct_within_5ms: share('0.005'), pct_within_10ms: share('0.01'), pct_within_25ms: share('0.025') };
+  }
+}
+
+class StageHists {
+  readonly lane = new Hist('moor_lane_wait_seconds', 'lane="high"');
+  readonly store = new Hist('moor_push_store_seconds', 'lane="high"');
+  add(before: string, after: string): void {
+    this.lane.add(before, after);
+    this.store.add(before, after);
+  }
+}
+
 function gauge(text: string, line: string): number {
   const m = new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} ([\\d.e+]+)`, 'm').exec(text);
   return m ? Number(m[1]) : Number.NaN;
+}
+
+/** A small seeded PRNG (mulberry32): the same probe times on every run of a seed. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 const r1 = (x: number): number => Math.round(x * 10) / 10;
@@ -317,7 +371,8 @@ interface Run {
   ratio: number;
   lost: number;
   loadStats: LoadStats;
-  laneHigh: Record<string, number>;
+  laneHigh: Record<string, Record<string, number>>;
+  storeHigh: Record<string, Record<string, number>>;
   slow: Record<string, number> | null;
   series: Series[];
   blocks: Block[];
@@ -361,7 +416,7 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   for (const c of clients) lowPriority(c.pid);
   const t0 = performance.now();
   const now = () => (performance.now() - t0) / 1000;
-  const probes = new Probes(apiPort, t0, o.probeDurable);
+  const probes = new Probes(apiPort, t0, o.probeDurable, mulberry32(o.seed));
   await probes.open(server.port, o.probes);
   const rss: Point[] = [];
   const sampler = setInterval(() => {
@@ -374,10 +429,16 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
     floodBody: 256, floodDurable: o.floodDurable, floodPrefix: 'bulk-', floodCount: o.devices, maxLifeMs: o.timeoutS * 1000,
   });
   const blocks: Block[] = [];
+  // The gateway's own view of the probes, per phase: how long their store write took
+  // (moor_push_store_seconds) and how long they waited for the high lane, from /metrics
+  // read before and after each block (the probes are the only high-priority pushes).
+  const stages = [new StageHists(), new StageHists()];
   const block = async (phase: number, color: string) => {
+    const before = (await request(apiPort, 'GET', '/metrics')).text;
     const start = now();
     await probes.run(phase, o.probeRate, o.blockS * 1000);
     blocks.push({ color, start, end: now() });
+    stages[phase]?.add(before, (await request(apiPort, 'GET', '/metrics')).text);
   };
 
   // Idle and load alternate; the first seconds after a switch (a broadcast still landing,
@@ -402,11 +463,9 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   log(`${label} load: n ${loaded.n}, p50 ${loaded.p50} ms, p99 ${loaded.p99} ms, max ${loaded.max} ms`);
   const bms = summarize(loadStats.broadcastMs);
   log(`${label} load: ${loadStats.broadcasts} broadcasts to ${loadStats.broadcastOnline} devices (202 after ${bms.p50} ms p50), flood ${JSON.stringify(loadStats.flood)}`);
-  const metrics = (await request(apiPort, 'GET', '/metrics')).text;
-  const hb = buckets(metrics, 'moor_lane_wait_seconds', 'lane="high"');
-  const count = hb.get('+Inf') ?? 0;
-  const share = (le: string) => (count ? r1((100 * (hb.get(le) ?? 0)) / count) : Number.NaN);
-  const laneHigh = { jobs: count, pct_within_1ms: share('0.001'), pct_within_2ms: share('0.002'), pct_within_5ms: share('0.005'), pct_within_10ms: share('0.01') };
+  const laneHigh = { idle: stages[0].lane.report(), load: stages[1].lane.report() };
+  const storeHigh = { idle: stages[0].store.report(), load: stages[1].store.report() };
+  log(`${label} high-priority store writes (share within 1/2/5/10/25 ms): idle ${JSON.stringify(storeHigh.idle)}, load ${JSON.stringify(storeHigh.load)}`);
 
   let slow: Record<string, number> | null = null;
   if (withSlow && clients.length >= 2) {
@@ -446,7 +505,7 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   probes.close();
   for (const c of clients) await c.stop();
   await server.stop();
-  return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, slow, series, blocks, rss };
+  return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, storeHigh, slow, series, blocks, rss };
 }
 
 async function main(): Promise<void> {
@@ -475,6 +534,7 @@ async function main(): Promise<void> {
     workers: o.workers,
     probes: o.probes,
     probe_rate: o.probeRate,
+    probe_arrivals: 'poisson',
     probe_durable: o.probeDurable,
     gateway_args: o.gatewayArgs,
     cycles: o.cycles,
@@ -488,8 +548,9 @@ async function main(): Promise<void> {
     broadcast: { per_s: o.broadcastPerS, body: o.broadcastBody, done: s.broadcasts, devices: s.broadcastOnline, fanout_ms: summarize(s.broadcastMs) },
     flood: { concurrency: o.floodConcurrency, per_s_max: o.floodPerS, durable: o.floodDurable, key_rate: o.keyRate, key_queue: o.keyQueue, ...s.flood },
     lane_wait_high: run.laneHigh,
+    store_write_high: run.storeHigh,
     slow: run.slow,
-    compare: compare ? { idle: compare.idle, load: compare.load, p99_ratio: Math.round(compare.ratio * 100) / 100, lane_wait_high: compare.laneHigh, broadcasts: compare.loadStats.broadcasts, flood: compare.loadStats.flood } : null,
+    compare: compare ? { idle: compare.idle, load: compare.load, p99_ratio: Math.round(compare.ratio * 100) / 100, lane_wait_high: compare.laneHigh, store_write_high: compare.storeHigh, broadcasts: compare.loadStats.broadcasts, flood: compare.loadStats.flood } : null,
     chart: 'bench/out/lanes.svg',
   };
   process.stdout.write(`${JSON.stringify(line)}\n`);
