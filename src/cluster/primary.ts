@@ -196,6 +196,6 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
 export function workerExecArgv(execArgv: readonly string[], nodeOptions = ''): string[] {
   const own = (f: string) => execArgv.some((a) => a.startsWith(f)) || nodeOptions.includes(f);
   const out = [...execArgv];
-  if (!own('--max-semi-space-size')) out.push('--max-semi-space-size=4');
+  if (!own('--max-semi-space-size')) out.push('--max-semi-space-size=2');
   return out;
 }
