@@ -36,7 +36,7 @@ import { type MemPoint, memCost, memPoint, type StepCost, stepCost } from './soa
 import type { SoakClientSpec } from './soak/messages';
 import { HELP, parseOptions, type SoakOptions } from './soak/options';
 import { ClientPool, type PoolClient, planSpecs } from './soak/pool';
-import { bar, ramp, Status } from './soak/ramp';
+import { bar, joinRamps, ramp, Status } from './soak/ramp';
 import { type BareNetRun, type BareRun, buildReport, type GatewayRun, headline } from './soak/report';
 import { renderHtml } from './soak/report-html';
 import { Sampler } from './soak/sampler';
@@ -251,7 +251,7 @@ async function runGateway(o: SoakOptions, deadline: number, tlsFiles: TlsFiles |
       mid = await reading(3, 500)();
       const ws = stepCost(warm, mid, mid.transport[0] - warm.transport[0]);
       status.log(`gateway: WebSocket sessions ${int(ws.bytesPerConn)} B of RSS each (anonymous ${int(ws.anonBytesPerConn)}, PSS ${int(ws.pssBytesPerConn)}); now the raw TCP ones`);
-      r = await ramp(p, status, 'gateway (raw TCP)', o.conns, deadline);
+      r = joinRamps(wsRamp, await ramp(p, status, 'gateway (raw TCP)', o.conns, deadline));
     } else ({ warm, ramp: r } = await rampPhase(o, 'gateway', o.conns, deadline, reading(3, 500)));
     await sleep(settleMs(o, 2000));
     const ramped = await reading(3, 500)();

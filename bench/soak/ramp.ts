@@ -107,3 +107,21 @@ export async function ramp(pool: ClientPool, status: Status, label: string, n: n
     }
   }
 }
+
+/** Two ramps run back to back (the WebSocket then the raw TCP sessions) as one: failures, rates and series over both. */
+export function joinRamps(a: RampResult, b: RampResult): RampResult {
+  const seconds = a.seconds + b.seconds;
+  const reasons = { ...a.reasons };
+  for (const [k, v] of Object.entries(b.reasons)) reasons[k] = (reasons[k] ?? 0) + v;
+  return {
+    target: b.target,
+    open: b.open,
+    failed: a.failed + b.failed,
+    dead: b.dead,
+    seconds: +seconds.toFixed(2),
+    ratePerS: seconds > 0 ? Math.round((a.ratePerS * a.seconds + b.ratePerS * b.seconds) / seconds) : 0,
+    peakPerS: Math.max(a.peakPerS, b.peakPerS),
+    reasons,
+    series: [...a.series, ...b.series.map(([t, open, failed]): [number, number, number] => [+(t + a.seconds).toFixed(2), open, failed + a.failed])],
+  };
+}

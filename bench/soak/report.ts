@@ -33,9 +33,9 @@ export interface GatewayRun {
   tls: string;
   gc: string;
   clients: number;
-  /** The ramp (of the raw TCP sessions, when the ramp was split by transport). */
+  /** The ramp after the warm-up (both parts when it was split by transport). */
   ramp: RampResult;
-  /** The WebSocket part of a ramp split by transport (warm-up and WebSocket sessions), else null. */
+  /** The WebSocket part of a ramp split by transport, else null. */
   wsRamp: RampResult | null;
   /** Warm-up reading to held reading, after the hold: the headline. */
   mem: MemCost;
