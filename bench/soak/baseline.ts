@@ -5,6 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { workerExecArgv } from '../../src/cluster/primary';
 import { own, stop } from '../lib/procs';
 import { freePort, lines } from './gateway';
 import { ForcedGc, gcEnv, InspectorUrls } from './gc';
@@ -34,7 +35,8 @@ export interface Baseline {
  * difference is the servers' own, not glibc's or V8's tuning.
  */
 function workerLikeEnv(gc: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const nodeOptions = `${gc.NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? ''} --max-semi-space-size=4`.trim();
+  const base = gc.NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? '';
+  const nodeOptions = [base, ...workerExecArgv([], base)].join(' ').trim();
   return { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '1', ...gc, NODE_OPTIONS: nodeOptions };
 }
 
