@@ -81,16 +81,20 @@ export function summarizeProfile(p: CpuProfile): ProfileSummary {
   const moor = (id: number): string => {
     const known = moorOf.get(id);
     if (known !== undefined) return known;
+    // No moor frame on the stack: the nearest JavaScript frame (a native function's own
+    // name can be wrong: V8 names some API callbacks after another native function).
     let cur: number | undefined = id;
-    let found = label((byId.get(id) as { callFrame: CallFrame }).callFrame);
+    let found = '';
     while (cur !== undefined) {
       const f = (byId.get(cur) as { callFrame: CallFrame }).callFrame;
       if (f.url.includes('/dist/src/')) {
         found = label(f);
         break;
       }
+      if (!found && f.url) found = label(f);
       cur = parent.get(cur);
     }
+    found ||= label((byId.get(id) as { callFrame: CallFrame }).callFrame);
     moorOf.set(id, found);
     return found;
   };
