@@ -193,9 +193,13 @@ describe('unit rules', () => {
     const config = defaults();
     const tb = new UnitTable(config);
     assert.equal(tb.classify('k', topic('promo-x')).name, 'default');
+    assert.deepEqual(tb.reachable('k').map((u) => u.name), ['default']);
     const r = parseUnits([{ name: 'promo', rate: 5, rules: [{ scope: 'topic', match: 'promo-*' }] }], false) as { value: Config['units'] };
     config.units = r.value;
     assert.equal(tb.classify('k', topic('promo-x')).name, 'promo');
     assert.deepEqual(tb.names(), ['default', 'promo']);
+    assert.deepEqual(tb.reachable('k').map((u) => u.name), ['promo', 'default'], 'the per-key answer is not kept across a reload');
+    config.limits.push_queue = 7;
+    assert.equal(tb.reachable('k').at(-1)?.queue, 7, 'nor are the default unit limits');
   });
 });

@@ -165,6 +165,8 @@ interface CompiledRule {
 interface Compiled {
   source: UnitConfig[];
   units: Array<{ unit: Unit; rules: CompiledRule[] }>;
+  /** reachable() per API key, for this config. */
+  reachable: Map<string, Unit[]>;
 }
 
 /** Maps pushes to units; recompiles when `config.units` is replaced (SIGHUP). */
@@ -193,9 +195,20 @@ export class UnitTable {
    * unit with a rule on the key at 100 % ends the list (no later unit, nor `default`,
    * is reachable); topic and device rules, and key rules below 100 %, depend on the push.
    */
-  reachable(key: string): Unit[] {
+  reachable(key: string): readonly Unit[] {
+    const c = this.compile();
+    // Asked before every push's body is read: once per key and config (keys are the configured ones).
+    const d = this.defaultUnit();
+    let out = c.reachable.get(key);
+    if (out) return out;
+    out = this.unitsOf(key, c, d);
+    if (c.reachable.size < 1024) c.reachable.set(key, out);
+    return out;
+  }
+
+  private unitsOf(key: string, c: Compiled, d: Unit): Unit[] {
     const out: Unit[] = [];
-    for (const { unit, rules } of this.compile().units) {
+    for (const { unit, rules } of c.units) {
       let possible = false;
       for (const r of rules) {
         if (r.scope !== 'key') possible = true;
@@ -209,7 +222,7 @@ export class UnitTable {
       }
       if (possible) out.push(unit);
     }
-    out.push(this.defaultUnit());
+    out.push(d);
     return out;
   }
 
@@ -237,6 +250,7 @@ export class UnitTable {
         unit: { name: u.name, rate: u.rate, burst: u.burst, queue: u.queue, queue_bytes: u.queue_bytes },
         rules: u.rules.map((r) => ({ scope: r.scope, re: globRegExp(r.match), percent: r.percent })),
       })),
+      reachable: new Map(),
     };
     return this.compiled;
   }
