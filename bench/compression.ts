@@ -18,7 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type CompressionNative, compressionCodec } from '../src/compression/codec';
-import { pushCorpus } from './lib/push-corpus';
+import { type CorpusMessage, pushCorpus } from './lib/push-corpus';
 
 const ROUNDS = 7;
 const LEVEL = 3;
@@ -105,6 +105,82 @@ function measure(native: CompressionNative, c: Codec, test: readonly Uint8Array[
     compress_us_under_1k: r3(under.wall),
     compress_cpu_us_under_1k: r3(under.cpu),
     decompress_us: r3(timePerMessage(packed, decompress)),
+  };
+}
+
+/**
+ * Bytes of a zstd frame that are not compressed data: the frame header (magic, the
+ * descriptor, window, dictionary id, content size) and each block's 3-byte header.
+ * protocol.md §2 fixes the payload as one zstd frame whose header names the dictionary.
+ */
+function zstdFrameBytes(f: Uint8Array): number {
+  const fhd = f[4];
+  const single = (fhd >> 5) & 1;
+  let pos = 5 + (single ? 0 : 1) + [0, 1, 2, 4][fhd & 3] + [single, 2, 4, 8][fhd >> 6];
+  let bytes = pos + ((fhd >> 2) & 1 ? 4 : 0);
+  for (;;) {
+    const h = f[pos] | (f[pos + 1] << 8) | (f[pos + 2] << 16);
+    bytes += 3;
+    pos += 3 + (((h >> 1) & 3) === 1 ? 1 : h >>> 3);
+    if (h & 1) return bytes;
+  }
+}
+
+interface ShapeRow {
+  messages: number;
+  bytes_mean: number;
+  ratio_zstd: number;
+  ratio_dict16k: number;
+  /** ratio_dict16k / ratio_zstd: the target's measure, for this shape alone. */
+  gain: number;
+  /** Bytes / the randomness the generator drew (entropyBits): no codec can beat it. */
+  ratio_floor: number;
+}
+
+/**
+ * Where the bytes go, held-out messages under 1 KiB: the floor that the corpus's own
+ * randomness sets (push-corpus.ts entropyBits), the zstd frame's fixed bytes, and the
+ * dictionary's gain per message shape.
+ */
+function anatomy(native: CompressionNative, held: readonly CorpusMessage[], dictId: number) {
+  const dst = Buffer.allocUnsafe(64 * 1024);
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  const rows = new Map<string, { n: number; raw: number; plain: number; dict: number; bits: number }>();
+  const all = { n: 0, raw: 0, plain: 0, dict: 0, bits: 0 };
+  let framePlain = 0;
+  let frameDict = 0;
+  for (const m of held) {
+    if (m.payload.length >= 1024) continue;
+    const plain = native.zstdCompressInto(m.payload, dst, 0, LEVEL);
+    framePlain += zstdFrameBytes(dst.subarray(0, plain));
+    const dict = native.zstdCompressInto(m.payload, dst, dictId, LEVEL);
+    frameDict += zstdFrameBytes(dst.subarray(0, dict));
+    let row = rows.get(m.shape);
+    if (row === undefined) rows.set(m.shape, (row = { n: 0, raw: 0, plain: 0, dict: 0, bits: 0 }));
+    for (const t of [row, all]) {
+      t.n += 1;
+      t.raw += m.payload.length;
+      t.plain += plain;
+      t.dict += dict;
+      t.bits += m.entropyBits;
+    }
+  }
+  const byShape: Record<string, ShapeRow> = {};
+  for (const [shape, t] of [...rows].sort((a, b) => b[1].n - a[1].n)) {
+    byShape[shape] = { messages: t.n, bytes_mean: Math.round(t.raw / t.n), ratio_zstd: r2(t.raw / t.plain), ratio_dict16k: r2(t.raw / t.dict), gain: r2(t.plain / t.dict), ratio_floor: r2(t.raw / (t.bits / 8)) };
+  }
+  return {
+    /** Mean bytes per held-out message under 1 KiB: raw, the corpus's randomness, and each zstd output with its frame's fixed part. */
+    bytes_per_msg_under_1k: {
+      payload: r2(all.raw / all.n),
+      entropy_floor: r2(all.bits / 8 / all.n),
+      zstd: r2(all.plain / all.n),
+      zstd_frame: r2(framePlain / all.n),
+      'zstd+dict16k': r2(all.dict / all.n),
+      'zstd+dict16k_frame': r2(frameDict / all.n),
+    },
+    ratio_floor_under_1k: r2(all.raw / (all.bits / 8)),
+    by_shape_under_1k: byShape,
   };
 }
 
@@ -206,6 +282,9 @@ function main(): void {
     }
     log(`bodies alone, ratio under 1 KiB: ${JSON.stringify(bodies)}`);
   }
+  const where = anatomy(native, corpus.slice(split), dicts['16k']);
+  log(`bytes per message under 1 KiB: ${JSON.stringify(where.bytes_per_msg_under_1k)}`);
+  for (const [shape, row] of Object.entries(where.by_shape_under_1k)) log(`  ${shape.padEnd(13)} ${JSON.stringify(row)}`);
   // What one N-API crossing costs here: a native call that only reads a frame header.
   const crossing = Math.round(timePerMessage(small, (m) => native.zstdFrameDictId(m)) * 1000) / 1000;
   const target = (name: string) => {
@@ -225,6 +304,7 @@ function main(): void {
     train_ms: trainMs,
     codecs: results,
     bodies_ratio_under_1k: bodies,
+    ...where,
     napi_crossing_us: crossing,
     // Messages under 1 KiB: zstd + dictionary >= 2x the ratio of zstd alone, <= 5 us to compress.
     targets: { 'zstd+dict16k': target('zstd+dict16k'), 'zstd+dict64k': target('zstd+dict64k') },

@@ -6,6 +6,12 @@
  * sends (id, topic, body, priority, times), which is what it compresses.
  *
  * Same seed, same bytes: every run of the bench measures the same messages.
+ *
+ * Each message also carries `entropyBits`: how much randomness the generator drew for
+ * it (log2 of the choices: 4 bits per random hex digit, log2(n) per pick among n, ...).
+ * No coder can do better on average than those bits (it would have to know the
+ * generator), so the sum is the floor under any codec's output: the bench reports it
+ * next to the codecs, with the frame header bytes zstd adds on top.
  */
 import protobuf from 'protobufjs';
 import { moor } from '../../src/protocol/generated/moor';
@@ -29,9 +35,28 @@ const CURRENCIES = ['EUR', 'USD', 'NGN', 'BRL', 'JPY', 'INR'];
 const LOCALES = ['en-US', 'de-DE', 'pt-BR', 'ja-JP', 'fr-FR', 'es-ES'];
 
 type R = () => number;
-const pick = <T>(r: R, a: readonly T[]): T => a[Math.floor(r() * a.length)];
-const int = (r: R, lo: number, hi: number): number => lo + Math.floor(r() * (hi - lo + 1));
-const hex = (r: R, n: number): string => Array.from({ length: n }, () => Math.floor(r() * 16).toString(16)).join('');
+/** Bits of randomness drawn so far (see entropyBits): every helper below adds what it draws. */
+let drawn = 0;
+/** An index below n, uniformly. */
+const which = (r: R, n: number): number => {
+  drawn += Math.log2(n);
+  return Math.floor(r() * n);
+};
+const pick = <T>(r: R, a: readonly T[]): T => a[which(r, a.length)];
+const int = (r: R, lo: number, hi: number): number => {
+  drawn += Math.log2(hi - lo + 1);
+  return lo + Math.floor(r() * (hi - lo + 1));
+};
+/** true with probability p (one draw). */
+const chance = (r: R, p: number): boolean => {
+  const yes = r() < p;
+  drawn -= Math.log2(yes ? p : 1 - p);
+  return yes;
+};
+const hex = (r: R, n: number): string => {
+  drawn += 4 * n;
+  return Array.from({ length: n }, () => Math.floor(r() * 16).toString(16)).join('');
+};
 const words = (r: R, lo: number, hi: number): string => Array.from({ length: int(r, lo, hi) }, () => pick(r, WORDS)).join(' ');
 const name = (r: R): string => `${pick(r, FIRST)} ${pick(r, LAST)}`;
 const ts = (r: R): number => 1_735_000_000_000 + int(r, 0, 30 * 86_400_000);
@@ -46,11 +71,13 @@ const JSON_SHAPES: Array<(r: R) => unknown> = [
   },
   (r) => ({ type: pick(r, ['social.like', 'social.comment', 'social.follow', 'social.mention']), actor: { id: `u_${hex(r, 10)}`, name: name(r) }, target: { kind: pick(r, ['post', 'photo', 'story']), id: `p_${hex(r, 12)}` }, preview: words(r, 0, 25), count: int(r, 1, 500), created_at: iso(r) }),
   (r) => ({ type: 'news.alert', id: `n_${hex(r, 8)}`, category: pick(r, ['world', 'business', 'sport', 'tech', 'weather']), headline: words(r, 6, 14), summary: words(r, 15, 80), image: `https://img.example.com/${hex(r, 16)}.webp`, locale: pick(r, LOCALES), published_at: iso(r), ttl: 3600 }),
-  (r) => ({ type: 'security.login', account_id: `a_${hex(r, 10)}`, device: pick(r, ['iPhone 15', 'Pixel 8', 'Galaxy S24', 'Chrome on Windows', 'Safari on macOS']), ip: `${int(r, 1, 223)}.${int(r, 0, 255)}.${int(r, 0, 255)}.${int(r, 1, 254)}`, location: pick(r, CITIES), at: iso(r), action_required: r() < 0.3, message: 'New sign-in to your account. If this was not you, secure your account now.' }),
+  (r) => ({ type: 'security.login', account_id: `a_${hex(r, 10)}`, device: pick(r, ['iPhone 15', 'Pixel 8', 'Galaxy S24', 'Chrome on Windows', 'Safari on macOS']), ip: `${int(r, 1, 223)}.${int(r, 0, 255)}.${int(r, 0, 255)}.${int(r, 1, 254)}`, location: pick(r, CITIES), at: iso(r), action_required: chance(r, 0.3), message: 'New sign-in to your account. If this was not you, secure your account now.' }),
   (r) => ({ type: 'game.event', game: pick(r, ['chess', 'words', 'racing']), match_id: `g_${hex(r, 10)}`, event: pick(r, ['your_turn', 'match_won', 'invite', 'tournament_start']), opponent: name(r), score: [int(r, 0, 50), int(r, 0, 50)], reward: { coins: int(r, 0, 500), xp: int(r, 0, 2000) }, expires_at: iso(r) }),
-  (r) => ({ type: 'iot.telemetry', device_id: `dev-${hex(r, 8)}`, fw: `2.${int(r, 0, 9)}.${int(r, 0, 30)}`, readings: Array.from({ length: int(r, 2, 30) }, () => ({ t: ts(r), temp_c: int(r, -100, 400) / 10, rh: int(r, 100, 990) / 10, battery: int(r, 5, 100) })), alarm: r() < 0.1 ? 'temperature_high' : null }),
+  (r) => ({ type: 'iot.telemetry', device_id: `dev-${hex(r, 8)}`, fw: `2.${int(r, 0, 9)}.${int(r, 0, 30)}`, readings: Array.from({ length: int(r, 2, 30) }, () => ({ t: ts(r), temp_c: int(r, -100, 400) / 10, rh: int(r, 100, 990) / 10, battery: int(r, 5, 100) })), alarm: chance(r, 0.1) ? 'temperature_high' : null }),
   (r) => ({ type: 'marketing.promo', campaign: `spring-${int(r, 2024, 2026)}-${pick(r, ['a', 'b', 'c'])}`, title: `${int(r, 10, 70)}% off ${pick(r, PRODUCTS)}`, body: words(r, 10, 60), cta: { label: pick(r, ['Shop now', 'See deals', 'Claim offer']), url: `https://shop.example.com/c/${hex(r, 6)}` }, locale: pick(r, LOCALES), segment: pick(r, ['new', 'active', 'lapsed', 'vip']) }),
 ];
+
+const JSON_SHAPE_NAMES = ['chat', 'order', 'social', 'news', 'security', 'game', 'iot', 'promo'];
 
 /** Business messages as backends encode them with protobuf. */
 const PROTO = protobuf.parse(`
@@ -67,6 +94,7 @@ message RideStatus { string ride_id = 1; string driver = 2; string vehicle = 3; 
 `).root;
 const T = (n: string): protobuf.Type => PROTO.lookupType(`biz.${n}`);
 const money = (r: R) => ({ amount: int(r, 100, 500_000), currency: pick(r, CURRENCIES) });
+const PROTO_SHAPE_NAMES = ['OrderEvent', 'PaymentEvent', 'SensorBatch', 'RideStatus'];
 const PROTO_SHAPES: Array<(r: R) => Uint8Array> = [
   (r) =>
     T('OrderEvent')
@@ -78,7 +106,7 @@ const PROTO_SHAPES: Array<(r: R) => Uint8Array> = [
         total: money(r),
         shipTo: { line1: `${int(r, 1, 300)} ${pick(r, WORDS)} street`, city: pick(r, CITIES), postcode: String(int(r, 10000, 99999)), country: pick(r, ['DE', 'NG', 'BR', 'JP', 'US', 'IN']) },
         at: ts(r),
-        note: r() < 0.3 ? words(r, 3, 20) : '',
+        note: chance(r, 0.3) ? words(r, 3, 20) : '',
       })
       .finish(),
   (r) => T('PaymentEvent').encode({ paymentId: `pay_${hex(r, 14)}`, orderId: `ord_${int(r, 1e6, 9e6)}`, amount: money(r), method: pick(r, ['card', 'pix', 'upi', 'sepa', 'wallet']), last4: String(int(r, 1000, 9999)), state: int(r, 1, 4), at: ts(r), descriptor: `EXAMPLE*${pick(r, PRODUCTS).toUpperCase()}` }).finish(),
@@ -91,6 +119,10 @@ const PROTO_SHAPES: Array<(r: R) => Uint8Array> = [
 
 export interface CorpusMessage {
   kind: 'json' | 'proto';
+  /** The JSON `type` family or the protobuf message name (e.g. `chat`, `SensorBatch`). */
+  shape: string;
+  /** Randomness the generator drew for this message (bits): a floor for any codec. */
+  entropyBits: number;
   /** The push body. */
   body: Uint8Array;
   /** The PUSH payload the gateway compresses. */
@@ -102,19 +134,22 @@ export function pushCorpus(n: number, seed = 1): CorpusMessage[] {
   const r = rng(seed);
   const out: CorpusMessage[] = [];
   while (out.length < n) {
-    const json = r() < 0.7;
-    const body = json ? Buffer.from(JSON.stringify(pick(r, JSON_SHAPES)(r))) : pick(r, PROTO_SHAPES)(r);
+    const start = drawn;
+    const json = chance(r, 0.7);
+    const k = which(r, json ? JSON_SHAPES.length : PROTO_SHAPES.length);
+    const shape = json ? JSON_SHAPE_NAMES[k] : PROTO_SHAPE_NAMES[k];
+    const body = json ? Buffer.from(JSON.stringify(JSON_SHAPES[k](r))) : PROTO_SHAPES[k](r);
     if (body.length < 100 || body.length > 2048) continue;
     const payload = moor.v1.Push.encode({
-      seq: r() < 0.6 ? int(r, 1, 5_000_000) : 0,
+      seq: chance(r, 0.6) ? int(r, 1, 5_000_000) : 0,
       id: `${hex(r, 8)}-${hex(r, 4)}-${hex(r, 4)}-${hex(r, 4)}-${hex(r, 12)}`,
-      topic: r() < 0.2 ? pick(r, ['news', 'promo', 'weather', 'sport']) : '',
+      topic: chance(r, 0.2) ? pick(r, ['news', 'promo', 'weather', 'sport']) : '',
       body,
-      priority: r() < 0.15 ? 1 : 0,
-      expiresAtMs: r() < 0.5 ? ts(r) + 86_400_000 : 0,
+      priority: chance(r, 0.15) ? 1 : 0,
+      expiresAtMs: chance(r, 0.5) ? ts(r) + 86_400_000 : 0,
       sentAtMs: ts(r),
     }).finish();
-    out.push({ kind: json ? 'json' : 'proto', body, payload });
+    out.push({ kind: json ? 'json' : 'proto', shape, entropyBits: drawn - start, body, payload });
   }
   return out;
 }
