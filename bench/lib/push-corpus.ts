@@ -129,6 +129,9 @@ export interface CorpusMessage {
   payload: Uint8Array;
 }
 
+/** Push ttl_s values backends use: an hour, a day, a week, 30 days. */
+const TTLS_S = [3600, 86_400, 7 * 86_400, 30 * 86_400];
+
 /** `n` messages with bodies of 100 B to 2 KiB; ~70% JSON, ~30% protobuf. */
 export function pushCorpus(n: number, seed = 1): CorpusMessage[] {
   const r = rng(seed);
@@ -140,15 +143,14 @@ export function pushCorpus(n: number, seed = 1): CorpusMessage[] {
     const shape = json ? JSON_SHAPE_NAMES[k] : PROTO_SHAPE_NAMES[k];
     const body = json ? Buffer.from(JSON.stringify(JSON_SHAPES[k](r))) : PROTO_SHAPES[k](r);
     if (body.length < 100 || body.length > 2048) continue;
-    const payload = moor.v1.Push.encode({
-      seq: chance(r, 0.6) ? int(r, 1, 5_000_000) : 0,
-      id: `${hex(r, 8)}-${hex(r, 4)}-${hex(r, 4)}-${hex(r, 4)}-${hex(r, 12)}`,
-      topic: chance(r, 0.2) ? pick(r, ['news', 'promo', 'weather', 'sport']) : '',
-      body,
-      priority: chance(r, 0.15) ? 1 : 0,
-      expiresAtMs: chance(r, 0.5) ? ts(r) + 86_400_000 : 0,
-      sentAtMs: ts(r),
-    }).finish();
+    const seq = chance(r, 0.6) ? int(r, 1, 5_000_000) : 0;
+    const id = `${hex(r, 8)}-${hex(r, 4)}-${hex(r, 4)}-${hex(r, 4)}-${hex(r, 12)}`;
+    const topic = chance(r, 0.2) ? pick(r, ['news', 'promo', 'weather', 'sport']) : '';
+    const priority = chance(r, 0.15) ? 1 : 0;
+    // As the gateway stamps them (src/gateway/backend.ts): sent = now, expires = now + ttl_s (0: none).
+    const ttlS = chance(r, 0.5) ? pick(r, TTLS_S) : 0;
+    const sentAtMs = ts(r);
+    const payload = moor.v1.Push.encode({ seq, id, topic, body, priority, expiresAtMs: ttlS > 0 ? sentAtMs + ttlS * 1000 : 0, sentAtMs }).finish();
     out.push({ kind: json ? 'json' : 'proto', shape, entropyBits: drawn - start, body, payload });
   }
   return out;
