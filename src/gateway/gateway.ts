@@ -43,6 +43,8 @@ export class Gateway implements MeshHandler {
   private readonly presenceOut: Array<Array<[number, string, number, number]>>;
   private readonly presenceDone: Array<Array<() => void>>;
   private presenceFlush = false;
+  /** Sessions whose wheel deadline passed, decided after this loop turn's socket reads (expire). */
+  private late: Session[] = [];
 
   constructor(readonly deps: GatewayDeps) {
     const { workerIndex, workerCount, meshDir, log, config } = deps;
@@ -198,22 +200,50 @@ export class Gateway implements MeshHandler {
   }
 
   private expire(s: Session, now: number): void {
+    if (s.state >= SessionState.CLOSING) return;
     if (s.state === SessionState.OPEN) {
       const deadline = s.lastSeen + this.idleTimeoutMs(s);
       if (deadline > now) return this.wheel.schedule(s, deadline);
-      this.deps.log.debug({ device: s.deviceId, heartbeatMs: s.heartbeatMs }, 'idle timeout');
-      return this.drop(s);
-    }
-    if (s.state >= SessionState.CLOSING) return;
-    if (s.state === SessionState.AUTHENTICATING) {
+    } else if (s.state === SessionState.AUTHENTICATING) {
       // HELLO came in time but we could not finish it (store or token checks backed up):
       // that is our overload, so the device is told to come back later, spread out.
       this.deps.metrics.handshake('overloaded');
       return this.fail(s, ErrorCode.OVERLOADED, 'the gateway is overloaded; retry later', 1_000 + Math.floor(Math.random() * 9_000));
     }
-    this.deps.metrics.handshake('timeout');
-    if (s.state === SessionState.PREFACE) return this.drop(s);
-    this.fail(s, ErrorCode.PROTOCOL_ERROR, `no HELLO within ${this.deps.config.limits.handshake_timeout_ms} ms`);
+    // The wheel runs in the timers phase, before the poll phase reads sockets: after an
+    // event-loop stall (a storm) the PING or HELLO that came in time may still be unread.
+    // Decide in the check phase, after this turn's reads.
+    if (this.late.push(s) === 1) setImmediate(() => this.expireLate());
+  }
+
+  private expireLate(): void {
+    const late = this.late;
+    this.late = [];
+    const now = Date.now();
+    const { handshake_timeout_ms } = this.deps.config.limits;
+    for (const s of late) {
+      switch (s.state) {
+        case SessionState.OPEN: {
+          const deadline = s.lastSeen + this.idleTimeoutMs(s);
+          if (deadline > now) this.wheel.schedule(s, deadline);
+          else {
+            this.deps.log.debug({ device: s.deviceId, heartbeatMs: s.heartbeatMs }, 'idle timeout');
+            this.drop(s);
+          }
+          break;
+        }
+        case SessionState.AUTHENTICATING:
+          // Its HELLO was waiting unread: it came in time. Our own checks get a deadline of their own.
+          this.wheel.schedule(s, now + handshake_timeout_ms);
+          break;
+        case SessionState.PREFACE:
+        case SessionState.HANDSHAKE:
+          this.deps.metrics.handshake('timeout');
+          if (s.state === SessionState.PREFACE) this.drop(s);
+          else this.fail(s, ErrorCode.PROTOCOL_ERROR, `no HELLO within ${handshake_timeout_ms} ms`);
+          break;
+      }
+    }
   }
 
   // ---- presence directory ----
