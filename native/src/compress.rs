@@ -10,8 +10,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::ptr::NonNull;
 
-use zstd::zstd_safe::{self, CCtx, CDict, DCtx, DDict, DParameter, InBuffer, OutBuffer, ResetDirective};
+use zstd::zstd_safe::zstd_sys as sys;
+use zstd::zstd_safe::{self, CCtx, DCtx, DDict, DParameter, InBuffer, OutBuffer, ResetDirective};
 
 /// Why a payload could not be decompressed.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -63,8 +65,49 @@ pub fn lz4_decompress_into(src: &[u8], dst: &mut [u8]) -> Result<usize, Fault> {
   }
 }
 
+/// A compression dictionary prepared with chosen parameters (zstd-safe's CDict only
+/// takes a level).
+struct PreparedDict(NonNull<sys::ZSTD_CDict>);
+
+impl PreparedDict {
+  /// What `ZSTD_createCDict(bytes, level)` prepares, except that fast and dfast levels
+  /// (1-4) match from 4 bytes instead of 5: their parameters for a dictionary of 16 KiB
+  /// or more are those of large inputs, while every payload is small. On held-out pushes
+  /// under 1 KiB (three corpus seeds, fastCover d=6 dictionaries): 16 KiB +1.1-1.6% ratio,
+  /// 64 KiB -0.1 to -0.4%, the same time; protobuf sensor batches (4-byte repeats) gain 6%.
+  fn new(bytes: &[u8], level: i32) -> Option<PreparedDict> {
+    // SAFETY: plain calls on a live buffer; zstd copies the bytes (dlm_byCopy).
+    unsafe {
+      let mut cp = sys::ZSTD_getCParams(level, 0, bytes.len());
+      if (cp.strategy as u32) <= sys::ZSTD_strategy::ZSTD_dfast as u32 {
+        cp.minMatch = cp.minMatch.min(4);
+      }
+      let mem = sys::ZSTD_customMem { customAlloc: None, customFree: None, opaque: std::ptr::null_mut() };
+      let p = sys::ZSTD_createCDict_advanced(bytes.as_ptr().cast(), bytes.len(), sys::ZSTD_dictLoadMethod_e::ZSTD_dlm_byCopy, sys::ZSTD_dictContentType_e::ZSTD_dct_auto, cp, mem);
+      NonNull::new(p).map(PreparedDict)
+    }
+  }
+}
+
+impl Drop for PreparedDict {
+  fn drop(&mut self) {
+    // SAFETY: created by ZSTD_createCDict_advanced, freed once.
+    unsafe { sys::ZSTD_freeCDict(self.0.as_ptr()) };
+  }
+}
+
+/// A compression context of our own, for PreparedDict (zstd-safe's CCtx takes only its CDict).
+struct RawCCtx(NonNull<sys::ZSTD_CCtx>);
+
+impl Drop for RawCCtx {
+  fn drop(&mut self) {
+    // SAFETY: created by ZSTD_createCCtx, freed once.
+    unsafe { sys::ZSTD_freeCCtx(self.0.as_ptr()) };
+  }
+}
+
 struct Dict {
-  cdict: CDict<'static>,
+  cdict: PreparedDict,
   ddict: DDict<'static>,
   /// Same id, same bytes: loading it again only counts a reference.
   fingerprint: (usize, u64),
@@ -80,6 +123,8 @@ fn fingerprint(bytes: &[u8]) -> (usize, u64) {
 /// One thread's contexts and dictionaries.
 pub struct Codec {
   cctx: CCtx<'static>,
+  /// Compresses with dictionaries.
+  dict_cctx: RawCCtx,
   /// One-shot decompression (never holds a dictionary reference).
   dctx: DCtx<'static>,
   /// Streaming decompression of frames without a content size.
@@ -99,6 +144,8 @@ impl Codec {
   pub fn new() -> Codec {
     Codec {
       cctx: CCtx::create(),
+      // SAFETY: a plain allocation; null only when out of memory.
+      dict_cctx: RawCCtx(NonNull::new(unsafe { sys::ZSTD_createCCtx() }).expect("zstd could not allocate a compression context")),
       dctx: DCtx::create(),
       sctx: DCtx::create(),
       dicts: HashMap::new(),
@@ -139,7 +186,7 @@ impl Codec {
       d.refs += 1;
       return Ok(id);
     }
-    let cdict = CDict::try_create(bytes, level).ok_or("zstd could not prepare the dictionary for compression")?;
+    let cdict = PreparedDict::new(bytes, level).ok_or("zstd could not prepare the dictionary for compression")?;
     let ddict = DDict::try_create(bytes).ok_or("zstd could not prepare the dictionary for decompression")?;
     self.dicts.insert(id, Dict { cdict, ddict, fingerprint: fp, refs: 1 });
     Ok(id)
@@ -169,11 +216,13 @@ impl Codec {
       self.cctx.compress(dst, src, level)
     } else {
       let d = self.dicts.get(&dict_id).ok_or_else(|| format!("dictionary {dict_id} is not loaded"))?;
-      self.cctx.compress_using_cdict(dst, src, &d.cdict)
+      // SAFETY: live, non-overlapping buffers of the lengths passed; our context and dictionary.
+      let n = unsafe { sys::ZSTD_compress_usingCDict(self.dict_cctx.0.as_ptr(), dst.as_mut_ptr().cast(), dst.len(), src.as_ptr().cast(), src.len(), d.cdict.0.as_ptr()) };
+      if unsafe { sys::ZSTD_isError(n) } != 0 { Err(n) } else { Ok(n) }
     };
     match r {
       Ok(n) => Ok(n),
-      Err(c) if unsafe { zstd::zstd_safe::zstd_sys::ZSTD_getErrorCode(c) } == zstd::zstd_safe::zstd_sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall => Ok(0),
+      Err(c) if unsafe { sys::ZSTD_getErrorCode(c) } == sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall => Ok(0),
       Err(c) => Err(zstd_safe::get_error_name(c).to_string()),
     }
   }
@@ -274,7 +323,6 @@ const TRAIN_D: u32 = 6;
 /// on the samples (concatenated in `samples`, lengths in `sizes`), its statistics for
 /// zstd's default level.
 pub fn train(samples: &[u8], sizes: &[usize], max_size: usize) -> Result<Vec<u8>, String> {
-  use zstd::zstd_safe::zstd_sys as sys;
   if sizes.iter().sum::<usize>() != samples.len() {
     return Err("sample sizes do not add up to the samples' length".into());
   }
