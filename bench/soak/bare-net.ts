@@ -11,8 +11,10 @@
  * {"t":"stats","conns":[connections per worker, in pid order]}. Exits on SIGTERM/SIGINT
  * or when stdin closes, with its workers.
  */
+
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
+import { onStdinLines } from '../lib/stdin-lines';
 
 function echo(this: net.Socket, d: Buffer): void {
   this.write(d);
@@ -56,15 +58,8 @@ function primary(): void {
       process.exit(1);
     });
   }
-  let buf = '';
-  process.stdin.setEncoding('utf8');
-  process.stdin.on('data', (d: string) => {
-    buf += d;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (line === 'stats') for (const w of workers) w.send('stats');
-    }
+  onStdinLines((line) => {
+    if (line === 'stats') for (const w of workers) w.send('stats');
   });
   const quit = (): void => {
     for (const w of workers) {

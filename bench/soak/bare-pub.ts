@@ -13,8 +13,10 @@
  *   pub TEXT   -> {"t":"pub","n":subscribers,"us":microseconds the publish call took}
  * Exits on SIGTERM/SIGINT or when stdin closes.
  */
+
 import { DEFAULT_MAX_FRAME, MAX_HEADER_BYTES } from '../../src/protocol/constants';
 import { uws } from '../../src/util/uws';
+import { onStdinLines } from '../lib/stdin-lines';
 
 /** As in bench/lib/bare-uws.ts (and src/gateway/transport-ws.ts). */
 const MAX_PAYLOAD = DEFAULT_MAX_FRAME + MAX_HEADER_BYTES + 64 * 1024;
@@ -52,22 +54,15 @@ function main(): void {
     }
     process.stdout.write(`${JSON.stringify({ port: uws.us_socket_local_port(sock), pid: process.pid })}\n`);
   });
-  let buf = '';
-  process.stdin.setEncoding('utf8');
-  process.stdin.on('data', (d: string) => {
-    buf += d;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (line === 'stats') process.stdout.write(`${JSON.stringify({ t: 'stats', conns })}\n`);
-      else if (line.startsWith('pub ')) {
-        const msg = Buffer.from(line.slice(4));
-        const n = app.numSubscribers(TOPIC);
-        const t0 = process.hrtime.bigint();
-        app.publish(TOPIC, msg, true, false);
-        const us = Number(process.hrtime.bigint() - t0) / 1000;
-        process.stdout.write(`${JSON.stringify({ t: 'pub', n, us })}\n`);
-      }
+  onStdinLines((line) => {
+    if (line === 'stats') process.stdout.write(`${JSON.stringify({ t: 'stats', conns })}\n`);
+    else if (line.startsWith('pub ')) {
+      const msg = Buffer.from(line.slice(4));
+      const n = app.numSubscribers(TOPIC);
+      const t0 = process.hrtime.bigint();
+      app.publish(TOPIC, msg, true, false);
+      const us = Number(process.hrtime.bigint() - t0) / 1000;
+      process.stdout.write(`${JSON.stringify({ t: 'pub', n, us })}\n`);
     }
   });
   const quit = (): void => {
