@@ -205,7 +205,7 @@ function ack(i: number, seq: number): boolean {
   return fresh;
 }
 
-function onPushBody(i: number, seq: number, body: Uint8Array): void {
+function onPushBody(_i: number, seq: number, body: Uint8Array): void {
   const kind = body[0];
   const n = Number(Buffer.from(body.buffer, body.byteOffset + 1, body.length - 1).toString('latin1'));
   if (kind === 0x66 /* f */) {

@@ -6,7 +6,7 @@
 
 import { postToApi } from './api-call';
 import { parseArgs, str } from './args';
-import { EXIT_FAIL, EXIT_OK, EXIT_USAGE, type Io, loadOrReport } from './common';
+import { EXIT_USAGE, type Io } from './common';
 
 export const DICT_FLAGS = {
   'max-bytes': 'string',
