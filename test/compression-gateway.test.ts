@@ -69,6 +69,31 @@ describe('negotiation: codecs x dictionaries held', () => {
   });
 });
 
+describe('fan-out to sessions of different codecs', () => {
+  test('a broadcast reaches every session once, each in its own encoding, on both transports', async () => {
+    const kinds: Array<{ t: TransportName; codecs: number[]; held: () => number[]; wire: number; dictId: () => number }> = [
+      { t: 'ws', codecs: [], held: () => [], wire: Codec.IDENTITY, dictId: () => 0 },
+      { t: 'tcp', codecs: [ZSTD], held: () => [dict.id], wire: Codec.ZSTD, dictId: () => dict.id },
+      { t: 'ws', codecs: [ZSTD], held: () => [dict.id], wire: Codec.ZSTD, dictId: () => dict.id },
+      { t: 'tcp', codecs: [LZ4], held: () => [], wire: Codec.LZ4, dictId: () => 0 },
+      { t: 'ws', codecs: [LZ4], held: () => [], wire: Codec.LZ4, dictId: () => 0 },
+    ];
+    const devs = await Promise.all(kinds.map((k) => connect(gw, k.t, nextId('bcast'), { codecs: k.codecs, dictIds: k.held() })));
+    const body = BODIES[3];
+    const r = await gw.api('POST', '/v1/push', { all: true, body_b64: body.toString('base64'), durable: false });
+    assert.equal(r.status, 202);
+    for (const [i, d] of devs.entries()) {
+      const p = await nextPush(d.conn);
+      assert.deepEqual([p.codec, p.dictId], [kinds[i].wire, kinds[i].dictId()], `${kinds[i].t} ${kinds[i].codecs}`);
+      assert.ok(Buffer.from(p.push.body).equals(body));
+    }
+    // Exactly once each: a second, plain broadcast is the next push every session gets.
+    await gw.api('POST', '/v1/push', { all: true, body: 'second', durable: false });
+    for (const d of devs) assert.equal((await nextPush(d.conn)).push.body.toString(), 'second');
+    for (const d of devs) d.conn.close();
+  });
+});
+
 describe('dictionaries over HTTP', () => {
   test('GET /v1/dicts/{id} on the WebSocket listener (and resume ports) and on the API: bytes, ETag, immutable', async () => {
     const api = await gw.api('GET', `/v1/dicts/${dict.id}`, undefined, null);

@@ -14,7 +14,7 @@ import { type Session, SessionState } from '../gateway/session';
 import type { PushHeader } from '../mesh/ops';
 import { ErrorCode, MAX_HEADER_BYTES } from '../protocol/constants';
 import { AcceptLimiter, admitInbound, inboundRetryMs, inboundSecond, MIN_RETRY_MS } from './bucket';
-import { ALL, DeviceJob, FanoutJob, type JobGateway } from './jobs';
+import { ALL, BroadcastJob, DeviceJob, FanoutJob, type JobGateway } from './jobs';
 import { LaneScheduler, laneOfFanout, laneOfPriority } from './lanes';
 import { type FlowMetrics, flowMetrics } from './metrics';
 import { PushPacer, QueueFullError, type Ticket } from './pacer';
@@ -146,6 +146,11 @@ export class Flow {
   /** A fan-out of `frame` to this worker's subscribers of `topic` (a topic key); resolves with the sessions reached. */
   fanout(priority: number, topic: string, frame: Uint8Array): Promise<number> {
     return new Promise((resolve) => this.lanes.add(laneOfFanout(priority), new FanoutJob(this.jobGw, topic, frame, resolve)));
+  }
+
+  /** A broadcast to every session of this worker: `frames` by broadcast key (plain and codec variants); resolves with the sessions reached. */
+  broadcast(priority: number, frames: ReadonlyMap<string, Uint8Array>): Promise<number> {
+    return new Promise((resolve) => this.lanes.add(laneOfFanout(priority), new BroadcastJob(this.jobGw, frames, resolve)));
   }
 
   // ---- the API ----

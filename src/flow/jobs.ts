@@ -23,11 +23,6 @@ import type { LaneJob } from './lanes';
 export const ALL = '*';
 export const TOPIC_SHARDS = 8;
 
-/** The broadcast topic and its per-codec variants (`z<cx>:*`, src/compression/) end with `*`. */
-export function isBroadcast(topic: string): boolean {
-  return topic.endsWith(ALL);
-}
-
 /** The uWS topic a WebSocket session with number `sid` subscribes to for a named topic. */
 export function shardTopic(topic: string, sid: number): string {
   return `${sid % TOPIC_SHARDS}|${topic}`;
@@ -67,16 +62,14 @@ export class DeviceJob implements LaneJob {
 }
 
 /**
- * A fan-out of one PUSH frame to the worker's subscribers of `topic`. A broadcast key
- * sends to every session whose broadcast key it is, a slice at a time; a named topic
- * publishes its WebSocket shards one at a time, then sends to its TCP subscribers a
- * slice at a time. Resolves `finished` with the number of sessions reached.
+ * A fan-out of one PUSH frame to the worker's subscribers of a named topic: its
+ * WebSocket shards one publish at a time, then its TCP subscribers a slice at a time.
+ * Resolves `finished` with the number of sessions reached.
  */
 export class FanoutJob implements LaneJob {
   private shard = 0;
-  private readonly shards: number;
-  /** The sessions still to visit one by one: TCP subscribers, or the whole hub for a broadcast. */
-  private each: Iterator<Session> | null = null;
+  private readonly shards = TOPIC_SHARDS;
+  private tcp: Iterator<Session> | null = null;
   private reached = 0;
   done = false;
 
@@ -86,9 +79,6 @@ export class FanoutJob implements LaneJob {
     private readonly frame: Uint8Array,
     private readonly finished: (reached: number) => void,
   ) {
-    const all = isBroadcast(topic);
-    this.shards = all ? 0 : TOPIC_SHARDS;
-    if (all) this.each = gw.sessions();
   }
 
   run(budget: number): number {
@@ -99,11 +89,51 @@ export class FanoutJob implements LaneJob {
       spent += n;
     }
     if (this.shard < this.shards) return Math.max(1, spent);
-    if (this.each === null) {
+    if (this.tcp === null) {
       const set = this.gw.tcpSubscribers(this.topic);
-      this.each = set ? set.values() : [].values();
+      this.tcp = set ? set.values() : [].values();
     }
-    const filter = this.shards === 0;
+    while (spent < budget) {
+      const next = this.tcp.next();
+      if (next.done) {
+        this.done = true;
+        this.finished(this.reached);
+        break;
+      }
+      const s = next.value;
+      spent++;
+      if (s.state === SessionState.OPEN && this.gw.send(s, FrameType.PUSH, this.frame) !== SendResult.DROPPED) this.reached++;
+    }
+    return Math.max(1, spent);
+  }
+}
+
+/**
+ * A broadcast: one walk over the worker's hub, a slice at a time, sending each open
+ * session the frame of its broadcast key (`frames`: the plain key `*` and every codec
+ * variant's, src/compression/). A session whose variant has no frame (it appeared after
+ * the frames were made) gets the plain one, which every device decodes. Maps iterate
+ * live: a session that joins while the walk runs may get the broadcast too.
+ */
+export class BroadcastJob implements LaneJob {
+  private readonly each: Iterator<Session>;
+  private readonly plain: Uint8Array;
+  private reached = 0;
+  done = false;
+
+  constructor(
+    private readonly gw: JobGateway,
+    private readonly frames: ReadonlyMap<string, Uint8Array>,
+    private readonly finished: (reached: number) => void,
+  ) {
+    const plain = frames.get(ALL);
+    if (plain === undefined) throw new Error('BroadcastJob: no frame for the plain broadcast key');
+    this.plain = plain;
+    this.each = gw.sessions();
+  }
+
+  run(budget: number): number {
+    let spent = 0;
     while (spent < budget) {
       const next = this.each.next();
       if (next.done) {
@@ -113,9 +143,9 @@ export class FanoutJob implements LaneJob {
       }
       const s = next.value;
       spent++;
-      // Maps iterate live: a session that joined after the broadcast began may get it too.
-      if (filter && this.gw.broadcastKey(s) !== this.topic) continue;
-      if (s.state === SessionState.OPEN && this.gw.send(s, FrameType.PUSH, this.frame) !== SendResult.DROPPED) this.reached++;
+      if (s.state !== SessionState.OPEN) continue;
+      const frame = this.frames.size === 1 ? this.plain : (this.frames.get(this.gw.broadcastKey(s)) ?? this.plain);
+      if (this.gw.send(s, FrameType.PUSH, frame) !== SendResult.DROPPED) this.reached++;
     }
     return Math.max(1, spent);
   }

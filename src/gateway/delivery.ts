@@ -138,5 +138,7 @@ export function fanoutLocal(gw: Gateway, h: PushHeader, topic: string | null, bo
   const key = topic === null ? ALL_TOPIC : topicKey(topic);
   // One frame per codec variant on this worker (src/compression/gateway.ts), each to its own topic key.
   const frames = gw.compression.fanout(key, template(h, body));
+  // A broadcast walks the hub once, picking each session's frame by its key.
+  if (topic === null) return gw.flow.broadcast(h.priority, new Map(frames));
   return Promise.all(frames.map(([k, frame]) => gw.flow.fanout(h.priority, k, frame))).then((n) => n.reduce((a, b) => a + b, 0));
 }
