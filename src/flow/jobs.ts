@@ -93,18 +93,14 @@ export class FanoutJob implements LaneJob {
       const set = this.gw.tcpSubscribers(this.topic);
       this.tcp = set ? set.values() : [].values();
     }
-    while (spent < budget) {
-      const next = this.tcp.next();
-      if (next.done) {
-        this.done = true;
-        this.finished(this.reached);
-        break;
-      }
-      const s = next.value;
-      spent++;
-      if (s.state === SessionState.OPEN && this.gw.send(s, FrameType.PUSH, this.frame) !== SendResult.DROPPED) this.reached++;
+    const frame = this.frame;
+    const r = sendEach(this.gw, this.tcp, budget - spent, () => frame);
+    this.reached += r.reached;
+    if (r.exhausted) {
+      this.done = true;
+      this.finished(this.reached);
     }
-    return Math.max(1, spent);
+    return Math.max(1, spent + r.spent);
   }
 }
 
@@ -133,20 +129,30 @@ export class BroadcastJob implements LaneJob {
   }
 
   run(budget: number): number {
-    let spent = 0;
-    while (spent < budget) {
-      const next = this.each.next();
-      if (next.done) {
-        this.done = true;
-        this.finished(this.reached);
-        break;
-      }
-      const s = next.value;
-      spent++;
-      if (s.state !== SessionState.OPEN) continue;
-      const frame = this.frames.size === 1 ? this.plain : (this.frames.get(this.gw.broadcastKey(s)) ?? this.plain);
-      if (this.gw.send(s, FrameType.PUSH, frame) !== SendResult.DROPPED) this.reached++;
+    const { frames, plain, gw } = this;
+    const r = sendEach(gw, this.each, budget, frames.size === 1 ? () => plain : (s) => frames.get(gw.broadcastKey(s)) ?? plain);
+    this.reached += r.reached;
+    if (r.exhausted) {
+      this.done = true;
+      this.finished(this.reached);
     }
-    return Math.max(1, spent);
+    return Math.max(1, r.spent);
   }
+}
+
+/**
+ * Sends a PUSH frame to the open sessions `it` yields, for at most `budget` sessions
+ * visited (open or not). `exhausted`: `it` has no more.
+ */
+function sendEach(gw: JobGateway, it: Iterator<Session>, budget: number, frameOf: (s: Session) => Uint8Array): { spent: number; reached: number; exhausted: boolean } {
+  let spent = 0;
+  let reached = 0;
+  while (spent < budget) {
+    const next = it.next();
+    if (next.done) return { spent, reached, exhausted: true };
+    const s = next.value;
+    spent++;
+    if (s.state === SessionState.OPEN && gw.send(s, FrameType.PUSH, frameOf(s)) !== SendResult.DROPPED) reached++;
+  }
+  return { spent, reached, exhausted: false };
 }
