@@ -46,6 +46,7 @@ import { hello, RawConnection } from '../src/client/raw';
 import { FrameType } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
 import { type Block, lanesChart, type Point, type Series } from './lanes/chart';
+import { apiRequest } from './lanes/http';
 import type { LoadSpec, LoadStats, ToLoad } from './lanes/load';
 import { type Client, connectAll, startClient } from './lib/client-pool';
 import { killAll, own, readRss, sleep } from './lib/procs';
@@ -173,21 +174,7 @@ function freePort(): Promise<number> {
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
 function request(port: number, method: string, p: string, body?: string, key?: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve) => {
-    const headers: Record<string, string | number> = {};
-    if (key) headers.authorization = `Bearer ${key}`;
-    if (body !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    const req = http.request({ host: '127.0.0.1', port, path: p, method, agent, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        text += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
-    req.on('error', () => resolve({ status: 0, text: '' }));
-    req.end(body);
-  });
+  return apiRequest(agent, port, method, p, body, key);
 }
 
 /** The probe devices and the high-priority pushes sent to them, matched by body. */

@@ -7,6 +7,7 @@
  * Forked by bench/lanes.ts with its spec as argv[2] (JSON).
  */
 import http from 'node:http';
+import { apiRequest } from './http';
 
 export interface LoadSpec {
   apiPort: number;
@@ -43,21 +44,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function post(port: number, key: string, body: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path: '/v1/push', method: 'POST', agent, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          text += d;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-      },
-    );
-    req.on('error', () => resolve({ status: 0, text: '' }));
-    req.end(body);
-  });
+  return apiRequest(agent, port, 'POST', '/v1/push', body, key);
 }
 
 function main(): void {
