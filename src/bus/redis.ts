@@ -89,8 +89,6 @@ export class RedisBus implements Bus {
   }
 
   private unavailable(op: string, err: unknown): RedisUnavailableError {
-    const msg = err instanceof Error ? err.message : String(err);
-    const last = this.lastError && this.lastError !== msg ? ` (last connection error: ${this.lastError})` : '';
-    return new RedisUnavailableError(`redis bus unavailable (${op}): ${msg}${last}`, { cause: err });
+    return RedisUnavailableError.of('bus', op, err, this.lastError);
   }
 }

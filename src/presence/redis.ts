@@ -239,8 +239,6 @@ export class RedisPresence implements Presence {
   }
 
   private unavailable(op: string, err: unknown): RedisUnavailableError {
-    const msg = err instanceof Error ? err.message : String(err);
-    const last = this.lastError && this.lastError !== msg ? ` (last connection error: ${this.lastError})` : '';
-    return new RedisUnavailableError(`redis presence unavailable (${op}): ${msg}${last}`, { cause: err });
+    return RedisUnavailableError.of('presence', op, err, this.lastError);
   }
 }

@@ -58,6 +58,13 @@ export class RedisUnavailableError extends Error {
     super(message, options);
     this.name = 'RedisUnavailableError';
   }
+
+  /** `what` (store, presence, bus) failed at `op`; names the last connection error too when it differs. */
+  static of(what: string, op: string, err: unknown, lastError: string): RedisUnavailableError {
+    const msg = err instanceof Error ? err.message : String(err);
+    const last = lastError && lastError !== msg ? ` (last connection error: ${lastError})` : '';
+    return new RedisUnavailableError(`redis ${what} unavailable (${op}): ${msg}${last}`, { cause: err });
+  }
 }
 
 /** How long depth deltas are summed before one INCRBY per shard (depth() and close() flush at once). */
@@ -388,9 +395,7 @@ export class RedisStore implements Store {
   }
 
   private unavailable(op: string, err: unknown): RedisUnavailableError {
-    const msg = err instanceof Error ? err.message : String(err);
-    const last = this.lastError && this.lastError !== msg ? ` (last connection error: ${this.lastError})` : '';
-    return new RedisUnavailableError(`redis store unavailable (${op}): ${msg}${last}`, { cause: err });
+    return RedisUnavailableError.of('store', op, err, this.lastError);
   }
 
   /**
