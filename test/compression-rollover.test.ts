@@ -10,7 +10,9 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { hello } from '../src/client/raw';
 import { Codec } from '../src/compression/codec';
+import { WORKERS_KEY } from '../src/compression/docs';
 import { moor } from '../src/protocol/generated/moor';
+import { EmbeddedStore } from '../src/store/embedded';
 import { BODIES, COMPRESSION_ARGS, feedSamples, native, nextPush, settle, type Trained, train } from './helpers/compression';
 import { connect, open } from './helpers/device';
 import { API_KEY, type Gateway, startGateway } from './helpers/gateway';
@@ -95,6 +97,22 @@ describe('rollover and retirement (dict_keep = 2)', () => {
     const v = await connect(gw, 'tcp', 'roll-v', { codecs: [ZSTD], dictIds: [a.id, b.id] });
     assert.equal(v.welcome.dictId, b.id);
     v.conn.close();
+  });
+
+  test('a worker lost from the worker list (two registered at once) is back within a poll', async () => {
+    // Two workers starting together can each write the list without the other; worker 0
+    // would then delete a dictionary only the unlisted worker's devices hold.
+    const store = await EmbeddedStore.open(gw.storePath);
+    try {
+      const listed = async (): Promise<string[]> => JSON.parse(String((await store.getMeta(WORKERS_KEY)) ?? '[]')) as string[];
+      const names = await listed();
+      assert.equal(names.length, 2, `both workers registered: ${names}`);
+      await store.putMeta(WORKERS_KEY, Buffer.from(JSON.stringify(names.slice(0, 1))));
+      await until(async () => (await listed()).length === 2, 5_000, 'the lost worker to re-register');
+      assert.deepEqual((await listed()).sort(), [...names].sort());
+    } finally {
+      await store.close();
+    }
   });
 
   test('training with too few samples is refused (409), nothing installed', async () => {

@@ -323,6 +323,10 @@ export class GatewayCompression {
       this.lastGen = index.gen;
       this.metrics.dicts.set(this.table.size);
     }
+    // Every poll, not only at start: two workers registering at once can each write a list
+    // without the other, and worker 0 deletes a retired dictionary that no *listed* worker
+    // reports in use. Re-registering repairs a lost entry within one poll.
+    await registerWorker(store, this.name);
     await writeInUse(store, this.name, { at: Date.now(), gen: this.table.gen, ids: this.table.inUse() });
   }
 
