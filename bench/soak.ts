@@ -26,6 +26,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { RELEASE_INTERVAL_MS } from '../src/store/mapping-release';
 import { killAll, sleep } from './lib/procs';
 import { type Baseline, startBareNet, startBaseline } from './soak/baseline';
 import { fanout } from './soak/fanout';
@@ -239,7 +240,14 @@ async function runGateway(o: SoakOptions, deadline: number, tlsFiles: TlsFiles |
     gc = o.gc ? await ForcedGc.attach(pidsByIndex().map((pid) => ({ pid, urls }))) : ForcedGc.none('no forced GC (--no-gc)');
     const forced = gc;
     status.log(`gateway: ${gc.note}`);
-    const reading = (n: number, every: number) => (): Promise<MemPoint> => memPoint(pidsByIndex(), () => p.perWorker(), n, every, () => forced.collect(), () => p.perTransport());
+    // Workers drop their mapped store pages every RELEASE_INTERVAL_MS (src/store/mapping-release.ts):
+    // a reading right after a ramp would count the pages the ramp's HELLOs touched once per
+    // worker, a reading a few seconds later would not. Wait one interval so every reading
+    // sees the same state: the steady one.
+    const reading = (n: number, every: number) => async (): Promise<MemPoint> => {
+      await sleep(RELEASE_INTERVAL_MS + 1000);
+      return memPoint(pidsByIndex(), () => p.perWorker(), n, every, () => forced.collect(), () => p.perTransport());
+    };
     let warm: MemPoint;
     let r: GatewayRun['ramp'];
     let wsRamp: GatewayRun['ramp'] | null = null;

@@ -69,6 +69,13 @@ export declare const OUT_HEADER: number
 export declare const OUT_STRIDE: number
 
 /**
+ * Releases this process's resident pages of every shared mapping of `path` (an absolute,
+ * symlink-free path as /proc/self/maps shows it). Returns the bytes of address space
+ * advised, 0 when the file is not mapped or on a platform without /proc.
+ */
+export declare function releaseFileMapping(path: string): number
+
+/**
  * Tells the service manager `state`. False when $NOTIFY_SOCKET is unset or empty (not
  * run by systemd with Type=notify) or the datagram could not be sent.
  */

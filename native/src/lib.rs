@@ -4,6 +4,7 @@
 //! against raw Node-API because napi-rs's per-call argument machinery measured several
 //! times the cost of the calls themselves; napi-rs still registers the module.
 //! `sdNotify` (sd_notify.rs) tells systemd about readiness and health; it is no hot path.
+//! `releaseFileMapping` (mappings.rs) drops a worker's page-table entries for the store file.
 //! Payload compression (lz4, zstd with trained dictionaries, zdict training) is
 //! compress.rs, bound in compress_fns.rs.
 #![deny(clippy::all)]
@@ -14,6 +15,7 @@ pub mod decoder;
 mod decoder_class;
 mod encode_fns;
 pub mod encoder;
+mod mappings;
 mod raw;
 mod sd_notify;
 

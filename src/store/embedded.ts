@@ -22,11 +22,15 @@
  * writer thread (embedded-writer.ts), so none waits for this event loop; device records and
  * meta go through lmdb-js's own off-thread puts.
  *
+ * Memory: each worker drops its mapped pages of the store file every 10 s
+ * (mapping-release.ts), so the file is not counted again in every worker's RSS.
+ *
  * Reads: lmdb-js keeps one read snapshot per event turn. Every read method calls
  * resetReadTxn() first so it sees what other workers committed a moment ago (e.g. the
  * append that a mesh message just announced).
  */
 
+import * as path from 'node:path';
 import { decodeDeviceRecord, encodeDeviceRecord } from './device-record';
 import {
   devKey,
@@ -41,6 +45,7 @@ import {
   u64,
 } from './embedded-layout';
 import { StoreWriter } from './embedded-writer-client';
+import { releaseMappingEvery } from './mapping-release';
 import { checkU64, decodePush, encodePush, readU64, recordExpiry, writeU64 } from './push-record';
 import type { DeviceRecord, InboxHeads, NewPush, ReadResult, Store, StoredPush } from './store';
 
@@ -51,12 +56,13 @@ export class EmbeddedStore implements Store {
   private constructor(
     private readonly l: Layout,
     private readonly writer: StoreWriter,
+    private readonly stopRelease: () => void,
   ) {}
 
   /** Opens (creating if needed) the environment in `<dir>/lmdb`; safe from many processes at once. */
   static async open(dir: string): Promise<EmbeddedStore> {
     const l = openLayout(dir);
-    return new EmbeddedStore(l, new StoreWriter(dir));
+    return new EmbeddedStore(l, new StoreWriter(dir), releaseMappingEvery(path.join(dir, 'lmdb', 'data.mdb')));
   }
 
   async append(items: ReadonlyArray<{ deviceId: string; push: NewPush }>): Promise<number[]> {
@@ -202,6 +208,7 @@ export class EmbeddedStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopRelease();
     await this.writer.close(); // waits for the writes already sent to commit
     await this.l.root.close(); // and for lmdb-js's own queued puts
   }
