@@ -5,23 +5,17 @@
  */
 import * as assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { Config } from '../src/config/types';
 import { EmbeddedStore } from '../src/store/embedded';
 import { openStore } from '../src/store/index';
+import { tempDir } from './helpers/temp-dir';
 import { push, runStoreSuite, T0 } from './store-suite';
 
 const run = promisify(execFile);
 const CHILD = path.join(__dirname, 'store-child.js');
-
-async function tempDir(): Promise<{ dir: string; cleanup(): Promise<void> }> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'moor-store-'));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
 
 runStoreSuite('embedded', async () => {
   const t = await tempDir();

@@ -4,21 +4,14 @@
  * fails its writes with STORE_UNAVAILABLE and is replaced on the next write.
  */
 import * as assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { storeUnavailable } from '../src/api/errors';
 import { EmbeddedStore } from '../src/store/embedded';
 import { devKey } from '../src/store/embedded-layout';
 import { StoreWriter } from '../src/store/embedded-writer-client';
 import { encodePush } from '../src/store/push-record';
+import { tempDir } from './helpers/temp-dir';
 import { push, T0 } from './store-suite';
-
-async function tempDir(): Promise<{ dir: string; cleanup(): Promise<void> }> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'moor-writer-'));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
 
 const appendOp = (deviceId: string, id: string) => ({
   op: 'append' as const,
@@ -27,7 +20,7 @@ const appendOp = (deviceId: string, id: string) => ({
 
 describe('embedded store writer thread', () => {
   it('requests committed together fail alone: a bad one rolls back, its neighbours are stored', async () => {
-    const t = await tempDir();
+    const t = await tempDir('moor-writer-');
     const writer = new StoreWriter(t.dir);
     try {
       // Sent in one turn, so the thread takes them in one transaction. The middle one
@@ -61,7 +54,7 @@ describe('embedded store writer thread', () => {
   });
 
   it('close waits for the writes already sent', async () => {
-    const t = await tempDir();
+    const t = await tempDir('moor-writer-');
     let store = await EmbeddedStore.open(t.dir);
     const appends = Array.from({ length: 50 }, (_, i) => store.append([{ deviceId: `c${i % 5}`, push: push({ id: `p${i}` }) }]));
     await store.close();
@@ -77,7 +70,7 @@ describe('embedded store writer thread', () => {
   });
 
   it('a lost thread fails its writes with STORE_UNAVAILABLE; the next write starts a new one', async () => {
-    const t = await tempDir();
+    const t = await tempDir('moor-writer-');
     const writer = new StoreWriter(t.dir);
     try {
       assert.deepEqual(await writer.run(appendOp('d', 'before')), [1]);
