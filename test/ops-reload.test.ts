@@ -96,8 +96,10 @@ describe('SIGHUP reload', () => {
       const warn = gw.logs.find((l) => gw.logs.indexOf(l) >= from && l.key === key);
       assert.match(warn?.msg as string, new RegExp(`${key.replace('.', '\\.')} cannot change while running`));
     }
-    const acks = gw.logs.filter((l) => gw.logs.indexOf(l) >= from && l.msg === 'config reloaded' && typeof l.worker === 'number');
-    assert.deepEqual(acks.map((l) => l.worker).sort(), [0, 1], 'both workers applied the values');
+    // Each worker logs its own line on its own stdout: the primary's summary can be read first.
+    const acked = (): number[] => gw.logs.filter((l) => gw.logs.indexOf(l) >= from && l.msg === 'config reloaded' && typeof l.worker === 'number').map((l) => l.worker as number);
+    for (const w of [0, 1]) await gw.waitForLog((l) => gw.logs.indexOf(l) >= from && l.msg === 'config reloaded' && l.worker === w, 3_000);
+    assert.deepEqual(acked().sort(), [0, 1], 'both workers applied the values');
 
     // API keys are read per request: the new one works at once on every worker.
     for (let i = 0; i < 6; i++) {
