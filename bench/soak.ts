@@ -26,7 +26,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RELEASE_INTERVAL_MS } from '../src/store/mapping-release';
 import { killAll, sleep } from './lib/procs';
 import { type Baseline, startBareNet, startBaseline } from './soak/baseline';
 import { fanout } from './soak/fanout';
@@ -53,6 +52,8 @@ const API_KEY = 'bench-soak-api-key';
 /** Bare clients bind 30 (uWS) and 60 (node:net) addresses above the gateway's: no local ports shared between phases. */
 const BARE_HOST_OFFSET = 30;
 const BARE_NET_HOST_OFFSET = 60;
+/** The gateway's store page release interval in this bench (MOOR_STORE_RELEASE_MS): short, so readings wait little. */
+const STORE_RELEASE_MS = 1000;
 
 /** A pause for the servers to settle before a reading; --quick halves it (its figures are noise at 5,000 anyway). */
 const settleMs = (o: SoakOptions, ms: number): number => (o.quick ? ms / 2 : ms);
@@ -190,7 +191,8 @@ function wsTarget(c: { spec: SoakClientSpec }): number {
 
 async function startTheGateway(o: SoakOptions, tlsFiles: TlsFiles | null, urls: InspectorUrls): Promise<{ gw: SoakGateway; tls: string }> {
   const args = { workers: o.workers, jwtSecret: JWT_SECRET, apiKey: API_KEY, args: o.gwArgs, onStderr: (l: string) => urls.line(l) };
-  const start = async (tls: TlsFiles | null): Promise<SoakGateway> => startGateway({ ...args, tls, env: o.gc ? await gcEnv(1) : {} });
+  const start = async (tls: TlsFiles | null): Promise<SoakGateway> =>
+    startGateway({ ...args, tls, env: { MOOR_STORE_RELEASE_MS: String(STORE_RELEASE_MS), ...(o.gc ? await gcEnv(1) : {}) } });
   if (!tlsFiles) return { gw: await start(null), tls: 'off' };
   const gw = await start(tlsFiles);
   if (await speaksTls('127.0.0.1', gw.wsPort)) return { gw, tls: 'on' };
@@ -240,12 +242,12 @@ async function runGateway(o: SoakOptions, deadline: number, tlsFiles: TlsFiles |
     gc = o.gc ? await ForcedGc.attach(pidsByIndex().map((pid) => ({ pid, urls }))) : ForcedGc.none('no forced GC (--no-gc)');
     const forced = gc;
     status.log(`gateway: ${gc.note}`);
-    // Workers drop their mapped store pages every RELEASE_INTERVAL_MS (src/store/mapping-release.ts):
-    // a reading right after a ramp would count the pages the ramp's HELLOs touched once per
-    // worker, a reading a few seconds later would not. Wait one interval so every reading
-    // sees the same state: the steady one.
+    // Workers drop their mapped store pages every STORE_RELEASE_MS here (src/store/mapping-release.ts;
+    // 10 s by default): a reading right after a ramp would count the pages the ramp's HELLOs
+    // touched once per worker, a reading a moment later would not. Wait one interval so every
+    // reading sees the same state: the steady one.
     const reading = (n: number, every: number) => async (): Promise<MemPoint> => {
-      await sleep(RELEASE_INTERVAL_MS + 1000);
+      await sleep(STORE_RELEASE_MS + 500);
       return memPoint(pidsByIndex(), () => p.perWorker(), n, every, () => forced.collect(), () => p.perTransport());
     };
     let warm: MemPoint;

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EmbeddedStore } from '../src/store/embedded';
-import { releaseMappingEvery } from '../src/store/mapping-release';
+import { DEFAULT_RELEASE_INTERVAL_MS, releaseIntervalMs, releaseMappingEvery } from '../src/store/mapping-release';
 
 /** kB of data.mdb resident in this process (/proc/self/smaps). */
 function storeRssKb(): number {
@@ -46,4 +46,11 @@ it('released store pages stop counting in RSS and read back unchanged', { skip: 
     await store.close();
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+it('MOOR_STORE_RELEASE_MS sets the release interval within 100 ms..1 h; anything else is the 10 s default', () => {
+  assert.equal(releaseIntervalMs({}), DEFAULT_RELEASE_INTERVAL_MS);
+  assert.equal(DEFAULT_RELEASE_INTERVAL_MS, 10_000);
+  assert.equal(releaseIntervalMs({ MOOR_STORE_RELEASE_MS: '1000' }), 1000);
+  for (const bad of ['99', '3600001', '1.5', 'soon', '']) assert.equal(releaseIntervalMs({ MOOR_STORE_RELEASE_MS: bad }), 10_000, bad);
 });
