@@ -28,8 +28,10 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
-// Small heaps: the thread holds a batch of small buffers at a time.
-const LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 128 };
+// Small heaps: the thread holds a batch of small buffers at a time, and its young
+// generation is paged in as it is used: 1 MB instead of 4 kept ~1.5 MB less RSS after
+// 6,000 appends and acks (a throwaway measurement), at the price of more, tiny scavenges.
+const LIMITS = { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 128 };
 
 export class StoreWriter {
   private worker: Worker | null = null;
