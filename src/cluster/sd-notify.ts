@@ -3,7 +3,7 @@
  * without $NOTIFY_SOCKET (not started by systemd as Type=notify). Node cannot send on unix
  * datagram sockets, so the datagram goes through the native module (native/src/sd_notify.rs).
  */
-import { nativeDir } from '../protocol/native';
+import { nativeFunction } from '../protocol/native';
 
 /** Set by systemd for the main process only: the workers must not inherit them. */
 export const SYSTEMD_ENV = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID'] as const;
@@ -11,19 +11,6 @@ export const SYSTEMD_ENV = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID'] as
 type Binding = (state: string) => boolean;
 
 let binding: Binding | string | undefined;
-
-/** The native sdNotify, or why it cannot be had. */
-function load(): Binding | string {
-  const dir = nativeDir();
-  if (dir === null) return 'native/index.js not found (npm run build:native)';
-  try {
-    const mod = require(dir) as { sdNotify?: unknown };
-    if (typeof mod.sdNotify === 'function') return mod.sdNotify as Binding;
-    return `${dir} has no sdNotify: rebuild it (npm run build:native)`;
-  } catch (err) {
-    return `loading ${dir} failed: ${(err as Error).message.split('\n')[0]}`;
-  }
-}
 
 export type NotifyFields = Readonly<Record<string, string | number>>;
 
@@ -46,7 +33,7 @@ export function sdNotify(fields: NotifyFields): NotifyResult {
   // The binding reads NOTIFY_SOCKET itself; checking here keeps the no-systemd path free.
   const socket = process.env.NOTIFY_SOCKET;
   if (socket === undefined || socket === '') return { sent: false };
-  binding ??= load();
+  binding ??= nativeFunction<Binding>('sdNotify'); // or why it cannot be had
   if (typeof binding === 'string') return { sent: false, error: `native sd_notify unavailable: ${binding}` };
   if (binding(formatState(fields))) return { sent: true };
   return { sent: false, error: `cannot send to NOTIFY_SOCKET ${socket}` };

@@ -24,6 +24,22 @@ export function nativeDir(): string | null {
   return null;
 }
 
+/**
+ * One function exported by the native module (for bindings outside the codec: sdNotify,
+ * releaseFileMapping), or why it cannot be had, for the caller to report.
+ */
+export function nativeFunction<F>(name: string): F | string {
+  const dir = nativeDir();
+  if (dir === null) return 'native/index.js not found (npm run build:native)';
+  try {
+    const mod = require(dir) as Record<string, unknown>;
+    if (typeof mod[name] === 'function') return mod[name] as F;
+    return `${dir} has no ${name}: rebuild it (npm run build:native)`;
+  } catch (err) {
+    return `loading ${dir} failed: ${(err as Error).message.split('\n')[0]}`;
+  }
+}
+
 function warn(reason: string): void {
   process.stderr.write(
     `moor: WARNING: native frame codec unavailable (${reason}); using the slower TypeScript codec. Build it with \`npm run build:native\`.\n`,

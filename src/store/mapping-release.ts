@@ -8,7 +8,7 @@
  * (native/src/mappings.rs, madvise MADV_DONTNEED); the next read of a page is a minor fault.
  */
 import { realpathSync } from 'node:fs';
-import { nativeDir } from '../protocol/native';
+import { nativeFunction } from '../protocol/native';
 
 /** Often enough that RSS tracks the process's own memory; a release costs well under 1 ms. */
 export const DEFAULT_RELEASE_INTERVAL_MS = 10_000;
@@ -24,24 +24,13 @@ export function releaseIntervalMs(env: NodeJS.ProcessEnv = process.env): number 
 
 type Release = (path: string) => number;
 
-function load(): Release | null {
-  const dir = nativeDir();
-  if (dir === null) return null;
-  try {
-    const mod = require(dir) as { releaseFileMapping?: unknown };
-    return typeof mod.releaseFileMapping === 'function' ? (mod.releaseFileMapping as Release) : null;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Starts releasing `file`'s mapped pages every `everyMs`; returns the stop function.
  * A no-op without the native module (the store still works; RSS just counts the file).
  */
 export function releaseMappingEvery(file: string, everyMs = releaseIntervalMs()): () => void {
-  const release = load();
-  if (release === null || process.platform !== 'linux') return () => {};
+  const release = nativeFunction<Release>('releaseFileMapping');
+  if (typeof release === 'string' || process.platform !== 'linux') return () => {};
   let real: string | null = null;
   const tick = (): void => {
     try {
