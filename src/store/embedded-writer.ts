@@ -17,7 +17,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openLayout } from './embedded-layout';
 import { runWrite, type WriteOp, type WriteResult } from './embedded-writes';
-import { exposeGc, IdleCollector } from './idle-gc';
 
 export type ToWriter = { id: number; w: WriteOp } | { close: true };
 export type FromWriter =
@@ -38,10 +37,6 @@ function main(): void {
   let queue: Array<{ id: number; w: WriteOp }> = [];
   let scheduled = false;
   let closing = false;
-  // Keeps this isolate's heap at its live size between bursts of writes (idle-gc.ts).
-  const gc = exposeGc();
-  const collector = gc ? new IdleCollector(gc) : null;
-  const gcTimer = collector ? setInterval(() => collector.tick(), 1000).unref() : null;
 
   const flush = (): void => {
     scheduled = false;
@@ -66,12 +61,10 @@ function main(): void {
       for (let i = 0; i < batch.length; i++) answers[i] = { id: batch[i].id, ok: false, e };
     }
     for (const a of answers) port.postMessage(a);
-    collector?.worked(batch.length);
     if (closing && queue.length === 0) void shutdown();
   };
 
   const shutdown = async (): Promise<void> => {
-    if (gcTimer) clearInterval(gcTimer);
     await layout.root.close();
     port.postMessage({ closed: true } satisfies FromWriter);
     port.close();
