@@ -155,6 +155,24 @@ export function runStoreSuite(name: string, open: () => Promise<OpenedStore>): v
     );
 
     it(
+      'cumulative acks wide and narrow (past and within 64 seqs) remove every push, holes and all',
+      withStore(async (s) => {
+        const names = Array.from({ length: 150 }, (_, i) => String(i + 1));
+        await fill(s, 'd', names, { expiresAtMs: T0 + 5 });
+        await s.ack('d', 0, [10, 70, 120]); // holes for both kinds of cumulative ack
+        await s.ack('d', 100, []); // 100 seqs at once
+        assert.equal(await s.depth(), 49);
+        await s.ack('d', 140, []); // 40 more
+        assert.deepEqual(bodies(await s.readAfter('d', 0, 200, T0)), names.slice(140));
+        assert.deepEqual(await s.heads('d'), { headSeq: 150, ackedSeq: 140 });
+        assert.equal(await s.depth(), 10);
+        // Their expiry entries went with them: a sweep finds only the 10 left.
+        assert.equal(await s.sweepExpired(T0 + 10, 500), 10);
+        assert.equal(await s.depth(), 0);
+      }),
+    );
+
+    it(
       'ackedSeq only rises, and never past headSeq',
       withStore(async (s) => {
         await fill(s, 'd', ['1', '2', '3']);

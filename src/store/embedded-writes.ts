@@ -70,26 +70,34 @@ function append(l: Layout, items: Array<{ dev: Uint8Array; record: Uint8Array; e
   return seqs;
 }
 
+/**
+ * Acks covering at most this many seqs read each one by key instead of scanning a range:
+ * the usual ack (the push just delivered) then allocates no cursor or iterator, which were
+ * most of the writer thread's garbage (~1 KB per ack, promoted to its old space and
+ * collected only when that heap doubled).
+ */
+const POINT_ACK_MAX = 64;
+
 function ack(l: Layout, dev: Buffer, upToSeq: number, seqs: number[]): void {
   const h = readHeads(l, dev);
   if (h.headSeq === 0) return; // never appended to: nothing to delete, nothing to record
   // A device cannot ack what was never assigned: cap at head (and tame huge uint64s).
   const upTo = Math.min(Math.floor(upToSeq), h.headSeq);
   let removed = 0;
-  if (upTo > h.ackedSeq) {
+  if (upTo - h.ackedSeq > POINT_ACK_MAX) {
     // Everything <= ackedSeq is already gone, so the scan starts after it.
     const doomed: Array<{ key: Buffer; expiresAt: number }> = [];
     const range = l.inbox.getRange({ start: inboxKey(dev, h.ackedSeq + 1), end: inboxKey(dev, upTo + 1) });
     for (const { key, value } of range) doomed.push({ key, expiresAt: recordExpiry(value) });
     for (const d of doomed) removed += removePush(l, d.key, d.expiresAt);
-    h.ackedSeq = upTo;
+  } else {
+    for (let seq = h.ackedSeq + 1; seq <= upTo; seq++) removed += removeIfStored(l, inboxKey(dev, seq));
   }
+  if (upTo > h.ackedSeq) h.ackedSeq = upTo;
   for (const s of seqs) {
     // Selective acks naming nothing we could hold are ignored, not errors: device input.
     if (!Number.isSafeInteger(s) || s <= h.ackedSeq || s > h.headSeq) continue;
-    const key = inboxKey(dev, s);
-    const rec = l.inbox.getBinary(key);
-    if (rec !== undefined) removed += removePush(l, key, recordExpiry(rec));
+    removed += removeIfStored(l, inboxKey(dev, s));
   }
   l.heads.putSync(dev, encodeHeads(h));
   if (removed > 0) addDepth(l, -removed);
@@ -126,6 +134,13 @@ function putIdempotent(l: Layout, key: Buffer, value: Buffer, expiresAtMs: numbe
 }
 
 /** Returns 1 for the depth counter. */
+/** Removes the push at `key` (and its expiry entry) if it is stored; 1 if it was. */
+function removeIfStored(l: Layout, key: Buffer): number {
+  // A view of lmdb's shared read buffer, read at once: no copy of the record.
+  const rec = l.inbox.getBinaryFast(key);
+  return rec === undefined ? 0 : removePush(l, key, recordExpiry(rec));
+}
+
 function removePush(l: Layout, key: Buffer, expiresAt: number): number {
   l.inbox.removeSync(key);
   if (expiresAt > 0) l.expiry.removeSync(expiryKey(expiresAt, KIND_PUSH, key));
