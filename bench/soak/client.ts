@@ -18,6 +18,7 @@ import { encodeFrame } from '../../src/protocol/encoder';
 import { moor } from '../../src/protocol/generated/moor';
 import { maskedFrame, mintToken, OP_BINARY, parseFrames, upgradeRequest } from '../lib/ws-wire';
 import type { ClientStats, FromClient, SoakClientSpec, ToClient } from './messages';
+import { pushFields } from './push-fields';
 import { Pushers } from './pushers';
 
 /** Per-connection state, one byte each. */
@@ -243,10 +244,10 @@ function onMoorFrame(i: number, type: number, payload: Buffer): void {
       if (payload.length > 0) hbMs[i] = moor.v1.HeartbeatAdvice.decode(payload).heartbeatMs || hbMs[i];
       return;
     case FrameType.PUSH: {
-      const p = moor.v1.Push.decode(payload);
-      const seq = Number(p.seq);
-      if (seq > 0 && !ack(i, seq) && p.body[0] === 0x73) pushers.stormDuplicate();
-      else onPushBody(i, seq, p.body);
+      const p = pushFields(payload);
+      if (p === null) return fail(i, 'malformed PUSH');
+      if (p.seq > 0 && !ack(i, p.seq) && p.body[0] === 0x73) pushers.stormDuplicate();
+      else onPushBody(i, p.seq, p.body);
       return;
     }
     case FrameType.GOAWAY:
