@@ -133,7 +133,6 @@ function putIdempotent(l: Layout, key: Buffer, value: Buffer, expiresAtMs: numbe
   if (expiresAtMs > 0) l.expiry.putSync(expiryKey(expiresAtMs, KIND_IDEM, key), MARK);
 }
 
-/** Returns 1 for the depth counter. */
 /** Removes the push at `key` (and its expiry entry) if it is stored; 1 if it was. */
 function removeIfStored(l: Layout, key: Buffer): number {
   // A view of lmdb's shared read buffer, read at once: no copy of the record.
@@ -141,6 +140,7 @@ function removeIfStored(l: Layout, key: Buffer): number {
   return rec === undefined ? 0 : removePush(l, key, recordExpiry(rec));
 }
 
+/** Returns 1 for the depth counter. */
 function removePush(l: Layout, key: Buffer, expiresAt: number): number {
   l.inbox.removeSync(key);
   if (expiresAt > 0) l.expiry.removeSync(expiryKey(expiresAt, KIND_PUSH, key));
