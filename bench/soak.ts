@@ -361,6 +361,7 @@ async function main(): Promise<number> {
   writeFileSync(`${stem}.html`, renderHtml(report));
   const line = headline(report, `${stem}.html`);
   for (const [k, v] of Object.entries(line.targets)) status.log(`target ${k}: ${v.ok === null ? 'not measured' : v.ok ? 'met' : 'MISSED'} (${v.value} vs ${v.limit})`);
+  if (report.holdIoStallPct.max > 5) status.log(`warning: tasks waited for I/O up to ${report.holdIoStallPct.max}% of the time during the hold (mean ${report.holdIoStallPct.mean}%, /proc/pressure/io): durable pushes wait for the disk's fsync, so the dial test's latency includes the disk's`);
   if (report.othersCpuCores > 0.2) status.log(`warning: other processes used ${report.othersCpuCores} cores on average during the run: timings and kernel figures include their load`);
   status.log(`reports: ${stem}.json, ${stem}.html`);
   process.stdout.write(`${JSON.stringify(line)}\n`);

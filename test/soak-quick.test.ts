@@ -99,12 +99,15 @@ describe('bench soak --quick', () => {
     // Memory per transport next to each baseline (values are noise at this size: only their presence is checked).
     for (const k of ['ws_bytes_per_conn', 'tcp_bytes_per_conn', 'bare_net_bytes_per_conn', 'pss_bytes_per_conn']) assert.equal(typeof line[k], 'number', k);
     assert.notEqual(line.storm_loop_delay_max_ms, null, "the surviving workers' event-loop delay was measured");
+    // The machine's I/O stall during the hold (PSI; 0 where the kernel has none), so a slow disk is told apart from a slow gateway.
+    assert.ok(line.hold_io_stall_pct >= 0 && line.hold_io_stall_pct_max >= line.hold_io_stall_pct, 'I/O stall measured');
 
     const html = line.report as string;
     const json = html.replace(/\.html$/, '.json');
     assert.ok(existsSync(html) && existsSync(json));
     const report = JSON.parse(readFileSync(json, 'utf8'));
     assert.ok(report.samples.length > 10);
+    assert.ok(report.samples.every((x: { ioStallPct: unknown }) => typeof x.ioStallPct === 'number' && x.ioStallPct >= 0 && x.ioStallPct <= 100));
     assert.ok(report.memory.ws.conns > 3000 && report.memory.tcp.conns > 700, 'the ramp was split: WebSocket sessions, then raw TCP ones');
     assert.match(report.memory.method, /PSS/);
     const page = readFileSync(html, 'utf8');

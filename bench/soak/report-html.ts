@@ -224,6 +224,7 @@ function tables(r: SoakReport): string {
     row('client process bytes / CPU ms per connection', `${g.mem.clientBytesPerConn} B, ${g.mem.clientCpuMsPerConn} ms`),
     row('server CPU while holding (cores)', r.idleCpuCores),
     row('other processes on the machine (mean cores)', `${r.othersCpuCores}${r.othersCpuCores > 0.2 ? ' — the machine was shared: timings and kernel figures include others\' load' : ''}`),
+    row('I/O stall during the hold (% of time, mean / worst sample)', `${r.holdIoStallPct.mean} / ${r.holdIoStallPct.max}${r.holdIoStallPct.max > 5 ? ' — the disk was slow at times: durable pushes wait for its fsync' : ''}`),
     row('dial latency ms (p50 / p99 / p999 / max)', `${g.dial.latency.p50} / ${g.dial.latency.p99} / ${g.dial.latency.p999} / ${g.dial.latency.max}; API 202 p50 ${g.dial.api.p50} ms; errors ${JSON.stringify(g.dial.errors)}; not received ${g.dial.missing}`),
     row('fan-out gateway msgs/s (t100 ms)', g.fanout.median ? `${g.fanout.median.msgsPerS} (${g.fanout.median.t100} ms for ${g.fanout.median.received}/${g.fanout.median.expected})` : null),
     row('fan-out bare uWS.js msgs/s (t100 ms)', r.bare?.fanout.median ? `${r.bare.fanout.median.msgsPerS} (${r.bare.fanout.median.t100} ms)` : null),

@@ -85,6 +85,8 @@ export interface SoakReport {
   idleCpuCores: number;
   /** Mean cores used by other processes on the machine during the run (a shared machine skews every figure). */
   othersCpuCores: number;
+  /** Percent of the hold that some task waited for I/O (/proc/pressure/io), mean and worst sample: a slow disk slows durable pushes' 202. */
+  holdIoStallPct: { mean: number; max: number };
   extrapolation: Extrapolation;
   targets: Record<string, Target>;
   samples: Sample[];
@@ -213,6 +215,7 @@ export function buildReport(o: SoakOptions, started: Date, seconds: number, bare
     gateway: { ...gw, dial: { ...gw.dial, cdf: cdf(gw.dial.cdf, 300) } },
     idleCpuCores: +sampler.mean('gateway: hold', (s) => s.serverCpu).toFixed(3),
     othersCpuCores: +sampler.othersCpu().toFixed(3),
+    holdIoStallPct: { mean: +sampler.mean('gateway: hold', (s) => s.ioStallPct).toFixed(2), max: sampler.max('gateway: hold', (s) => s.ioStallPct) },
     extrapolation: extrapolate(gw.mem),
     targets,
     samples: sampler.samples,
@@ -255,6 +258,8 @@ export function headline(r: SoakReport, html: string) {
     client_bytes_per_conn: g.mem.clientBytesPerConn,
     idle_cpu_cores: r.idleCpuCores,
     others_cpu_cores: r.othersCpuCores,
+    hold_io_stall_pct: r.holdIoStallPct.mean,
+    hold_io_stall_pct_max: r.holdIoStallPct.max,
     dial_n: g.dial.latency.n,
     dial_p50_ms: g.dial.latency.p50,
     dial_p99_ms: g.dial.latency.p99,

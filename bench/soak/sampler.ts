@@ -3,7 +3,9 @@
  * (gateway workers by index, the primary; or the bare uWS processes) and of the client
  * processes, open connections (per worker), and the kernel's socket memory
  * (/proc/net/sockstat: TCP sockets in use and their buffer pages; /proc/slabinfo: the
- * slab caches a socket lives in; Slab from /proc/meminfo).
+ * slab caches a socket lives in; Slab from /proc/meminfo), and how much of the time tasks
+ * waited for I/O (/proc/pressure/io): a durable push's 202 waits for an fsync, so a slow
+ * disk shows in the dial test, and this tells it apart from a slow gateway.
  */
 import { readFileSync } from 'node:fs';
 
@@ -41,6 +43,8 @@ export interface Sample {
   /** Cores busy machine-wide (/proc/stat): more than servers + clients means someone else is using the machine. */
   machineCpu: number;
   load1: number;
+  /** Percent of the time since the previous sample that some task waited for I/O (PSI "some"; 0 without PSI). */
+  ioStallPct: number;
   kernel: KernelFigures;
 }
 
@@ -60,6 +64,16 @@ function load1(): number {
     return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
   } catch {
     return 0;
+  }
+}
+
+/** Cumulative microseconds some task waited for I/O (/proc/pressure/io "some total"), or null without PSI. */
+function ioStallUs(): number | null {
+  try {
+    const m = /^some .*total=(\d+)/m.exec(readFileSync('/proc/pressure/io', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
   }
 }
 
@@ -125,6 +139,7 @@ export class Sampler {
   private last = new Map<number, number>();
   private lastT = 0;
   private lastMachine: [number, number] = machineJiffies();
+  private lastIo: number | null = ioStallUs();
   private readonly cpus: number;
 
   constructor(
@@ -140,6 +155,14 @@ export class Sampler {
     const [b0, t0] = this.lastMachine;
     this.lastMachine = now;
     return now[1] > t0 ? ((now[0] - b0) / (now[1] - t0)) * this.cpus : 0;
+  }
+
+  /** Percent of the `dtMs` since the last call that some task waited for I/O. */
+  private ioStall(dtMs: number): number {
+    const now = ioStallUs();
+    const before = this.lastIo;
+    this.lastIo = now;
+    return now !== null && before !== null && dtMs > 0 ? Math.min(100, (now - before) / 10 / dtMs) : 0;
   }
 
   /** Cores used by `pids` since the last call (per pid bookkeeping). */
@@ -173,6 +196,7 @@ export class Sampler {
       clientCpu: +this.cores(clients, dt).toFixed(3),
       machineCpu: +this.machine().toFixed(3),
       load1: load1(),
+      ioStallPct: +this.ioStall(dt).toFixed(2),
       kernel: readKernel(),
     };
     this.samples.push(s);
@@ -194,6 +218,14 @@ export class Sampler {
   mean(phase: string, f: (s: Sample) => number): number {
     const xs = this.samples.filter((s) => s.phase === phase).slice(1).map(f);
     return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+  }
+
+  /** Largest value of `f` over the samples of `phase` (after the first), 0 if none. */
+  max(phase: string, f: (s: Sample) => number): number {
+    return this.samples
+      .filter((s) => s.phase === phase)
+      .slice(1)
+      .reduce((m, s) => Math.max(m, f(s)), 0);
   }
 
   /** Mean cores used machine-wide by processes that are not this run's servers or clients. */
