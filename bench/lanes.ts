@@ -27,7 +27,8 @@
  * Probe times are a seeded Poisson stream (`seed`), so they sample the periodic broadcasts
  * at every phase. Per phase the JSON also gives the gateway's own view of the probes, from
  * /metrics read around each block: their store write (`store_write_high`, durable probes)
- * and their wait for the high lane (`lane_wait_high`).
+ * and their wait for the high lane (`lane_wait_high`); and the machine's I/O stall
+ * (`io_stall_pct`, /proc/pressure/io), since durable probes wait for the disk's fsync.
  * The load generators run at nice 10 (see lowPriority).
  * `--compare` repeats the blocks on a gateway with flow control disarmed (one turn does
  * all queued work, so a broadcast is never sliced; no key budget).
@@ -52,6 +53,7 @@ import { type Client, connectAll, startClient } from './lib/client-pool';
 import { killAll, own, readRss, sleep } from './lib/procs';
 import { type Server, startGateway } from './lib/servers';
 import { mintToken } from './lib/ws-wire';
+import { ioStallUs } from './soak/sampler';
 import { type Summary, summarize } from './soak/stats';
 
 interface Options {
@@ -360,6 +362,8 @@ interface Run {
   loadStats: LoadStats;
   laneHigh: Record<string, Record<string, number>>;
   storeHigh: Record<string, Record<string, number>>;
+  /** Percent of each phase's time some task waited for I/O (/proc/pressure/io; 0 without PSI). */
+  ioStall: { idle: number; load: number };
   slow: Record<string, number> | null;
   series: Series[];
   blocks: Block[];
@@ -420,10 +424,22 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   // (moor_push_store_seconds) and how long they waited for the high lane, from /metrics
   // read before and after each block (the probes are the only high-priority pushes).
   const stages = [new StageHists(), new StageHists()];
+  // The machine's I/O stall per phase (/proc/pressure/io): durable probes wait for fsyncs,
+  // so a disk slow during one phase moves that phase's p99, and with it the ratio.
+  const io = [
+    { us: 0, ms: 0 },
+    { us: 0, ms: 0 },
+  ];
   const block = async (phase: number, color: string) => {
     const before = (await request(apiPort, 'GET', '/metrics')).text;
     const start = now();
+    const io0 = ioStallUs();
     await probes.run(phase, o.probeRate, o.blockS * 1000);
+    const io1 = ioStallUs();
+    if (io0 !== null && io1 !== null) {
+      io[phase].us += io1 - io0;
+      io[phase].ms += (now() - start) * 1000;
+    }
     blocks.push({ color, start, end: now() });
     stages[phase]?.add(before, (await request(apiPort, 'GET', '/metrics')).text);
   };
@@ -492,7 +508,10 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   probes.close();
   for (const c of clients) await c.stop();
   await server.stop();
-  return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, storeHigh, slow, series, blocks, rss };
+  const stallPct = (x: { us: number; ms: number }) => (x.ms > 0 ? Math.round((x.us * 10) / x.ms) / 100 : 0);
+  const ioStall = { idle: stallPct(io[0]), load: stallPct(io[1]) };
+  log(`${label} I/O stall (% of the time some task waited for I/O): idle ${ioStall.idle}, load ${ioStall.load}`);
+  return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, storeHigh, ioStall, slow, series, blocks, rss };
 }
 
 async function main(): Promise<void> {
@@ -536,6 +555,7 @@ async function main(): Promise<void> {
     flood: { concurrency: o.floodConcurrency, per_s_max: o.floodPerS, durable: o.floodDurable, key_rate: o.keyRate, key_queue: o.keyQueue, ...s.flood },
     lane_wait_high: run.laneHigh,
     store_write_high: run.storeHigh,
+    io_stall_pct: run.ioStall,
     slow: run.slow,
     compare: compare ? { idle: compare.idle, load: compare.load, p99_ratio: Math.round(compare.ratio * 100) / 100, lane_wait_high: compare.laneHigh, store_write_high: compare.storeHigh, broadcasts: compare.loadStats.broadcasts, flood: compare.loadStats.flood } : null,
     chart: 'bench/out/lanes.svg',

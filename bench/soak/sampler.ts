@@ -68,7 +68,7 @@ function load1(): number {
 }
 
 /** Cumulative microseconds some task waited for I/O (/proc/pressure/io "some total"), or null without PSI. */
-function ioStallUs(): number | null {
+export function ioStallUs(): number | null {
   try {
     const m = /^some .*total=(\d+)/m.exec(readFileSync('/proc/pressure/io', 'utf8'));
     return m ? Number(m[1]) : null;
