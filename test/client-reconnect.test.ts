@@ -3,7 +3,6 @@
  * endpoint and fallback, backoff bounds, OVERLOADED/REDIRECT, HTTP 503 + Retry-After.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import { MoorClient, type MoorClientEvents } from '../src/client/client';
 import { GatewayError, type MoorClientError } from '../src/client/errors';
@@ -11,6 +10,7 @@ import { type FakeConn, FakeGateway, nextEvents } from '../src/client/fake-gatew
 import type { MoorClientOptions } from '../src/client/options';
 import { ErrorCode, FrameType } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
+import { freePort } from './helpers/ports';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cleanup: Array<() => Promise<void>> = [];
@@ -228,10 +228,3 @@ describe('MoorClient reconnect', { timeout: 10_000 }, () => {
   });
 });
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}

@@ -4,10 +4,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { SignJWT } from 'jose';
+import { freePort } from './ports';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const BIN = path.join(ROOT, 'bin', 'moor.js');
@@ -39,16 +39,7 @@ export interface Gateway {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports';
 
 /** `bare`: pass only `args` (a test that brings its own --config); the TCP port then comes from the ready line. */
 export async function startGateway(args: string[] = [], opts: { workers?: number; storePath?: string; env?: NodeJS.ProcessEnv; bare?: boolean } = {}): Promise<Gateway> {
@@ -122,7 +113,21 @@ export async function startGateway(args: string[] = [], opts: { workers?: number
     });
   };
 
-  const ready = await waitForLog((l) => l.msg === 'moor ready', 30_000);
+  let ready: LogLine;
+  try {
+    ready = await waitForLog((l) => l.msg === 'moor ready', 30_000);
+  } catch (err) {
+    // A gateway that never got ready (its workers keep failing, say) must not outlive the
+    // test: its primary would restart them forever and keep the test file's process alive.
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+    if (!opts.storePath) rmSync(storePath, { recursive: true, force: true });
+    throw err;
+  }
   const apiPort = ready.api as number;
   const gw: Gateway = {
     proc,

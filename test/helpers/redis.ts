@@ -5,10 +5,10 @@
  */
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort as freePairedPort } from './ports';
 
 const run = promisify(execFile);
 
@@ -26,22 +26,8 @@ function requireBinary(binary: string): void {
   if (r.error) throw new RedisNotInstalledError(binary);
 }
 
-function canBind(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
 /** A free loopback port whose cluster bus port (port + 10000) is free too. */
-export async function freePort(): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    const port = 20000 + Math.floor(Math.random() * 25000);
-    if ((await canBind(port)) && (await canBind(port + 10000))) return port;
-  }
-  throw new Error('no free port pair found on 127.0.0.1');
-}
+const freePort = (): Promise<number> => freePairedPort([10_000]);
 
 async function cli(port: number, ...args: string[]): Promise<string> {
   const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 5000 });
