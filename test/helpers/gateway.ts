@@ -45,15 +45,20 @@ export { freePort } from './ports';
 export async function startGateway(args: string[] = [], opts: { workers?: number; storePath?: string; env?: NodeJS.ProcessEnv; bare?: boolean } = {}): Promise<Gateway> {
   const storePath = opts.storePath ?? mkdtempSync(path.join(os.tmpdir(), 'moor-test-'));
   const tcpPort = await freePort();
+  const workers = opts.workers ?? 2;
+  // Every listener on a port named here (ports.ts), not 0: the primary would find a free
+  // port by binding 0 and hand it to the workers, the same race as above.
+  const [wsPort, apiPort0, resumeBase] = opts.bare ? [0, 0, 0] : [await freePort(), await freePort(), await freePort(Array.from({ length: workers - 1 }, (_, i) => i + 1))];
   const defaults = opts.bare
     ? []
     : [
-        `--workers=${opts.workers ?? 2}`,
+        `--workers=${workers}`,
         '--ws.host=127.0.0.1',
-        '--ws.port=0',
+        `--ws.port=${wsPort}`,
+        `--ws.resume_port_base=${resumeBase}`,
         '--tcp.host=127.0.0.1',
         `--tcp.port=${tcpPort}`,
-        '--api.port=0',
+        `--api.port=${apiPort0}`,
         `--store.path=${storePath}`,
         `--auth.jwt_secret=${JWT_SECRET}`,
         `--api.keys=${API_KEY}`,
