@@ -53,7 +53,7 @@ import { type Client, connectAll, startClient } from './lib/client-pool';
 import { killAll, own, readRss, sleep } from './lib/procs';
 import { type Server, startGateway } from './lib/servers';
 import { mintToken } from './lib/ws-wire';
-import { ioStallUs } from './soak/sampler';
+import { ioStallUs, stallPercent } from './soak/sampler';
 import { type Summary, summarize } from './soak/stats';
 
 interface Options {
@@ -508,8 +508,8 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   probes.close();
   for (const c of clients) await c.stop();
   await server.stop();
-  const stallPct = (x: { us: number; ms: number }) => (x.ms > 0 ? Math.round((x.us * 10) / x.ms) / 100 : 0);
-  const ioStall = { idle: stallPct(io[0]), load: stallPct(io[1]) };
+  const pct = (x: { us: number; ms: number }) => +stallPercent(x.us, x.ms).toFixed(2);
+  const ioStall = { idle: pct(io[0]), load: pct(io[1]) };
   log(`${label} I/O stall (% of the time some task waited for I/O): idle ${ioStall.idle}, load ${ioStall.load}`);
   return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, storeHigh, ioStall, slow, series, blocks, rss };
 }

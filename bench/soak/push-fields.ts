@@ -18,15 +18,15 @@ export function pushFields(p: Buffer): PushFields | null {
   let off = 0;
   while (off < p.length) {
     const tag = varint(p, off);
-    if (tag === null) return null;
-    off = tag.next;
-    const field = Math.floor(tag.value / 8);
-    switch (tag.value % 8) {
+    if (tag < 0) return null;
+    off = next;
+    const field = Math.floor(tag / 8);
+    switch (tag % 8) {
       case 0: {
         const v = varint(p, off);
-        if (v === null) return null;
-        off = v.next;
-        if (field === 1) seq = v.value;
+        if (v < 0) return null;
+        off = next;
+        if (field === 1) seq = v;
         break;
       }
       case 1:
@@ -34,9 +34,9 @@ export function pushFields(p: Buffer): PushFields | null {
         break;
       case 2: {
         const len = varint(p, off);
-        if (len === null || len.next + len.value > p.length) return null;
-        if (field === 4) body = p.subarray(len.next, len.next + len.value);
-        off = len.next + len.value;
+        if (len < 0 || next + len > p.length) return null;
+        if (field === 4) body = p.subarray(next, next + len);
+        off = next + len;
         break;
       }
       case 5:
@@ -51,15 +51,24 @@ export function pushFields(p: Buffer): PushFields | null {
 
 const EMPTY = Buffer.alloc(0);
 
-/** A base-128 varint at `off` (up to 10 bytes; values past 2^53 lose precision, as Number(uint64) does). */
-function varint(p: Buffer, off: number): { value: number; next: number } | null {
+/** Where the last varint read ended (one object per push is what this reader avoids). */
+let next = 0;
+
+/**
+ * The base-128 varint at `off`, its end in `next`; -1 if it is cut short or longer than
+ * 10 bytes. Values past 2^53 lose precision, as Number(uint64) does.
+ */
+function varint(p: Buffer, off: number): number {
   let value = 0;
   let scale = 1;
   for (let i = off; i < p.length && i < off + 10; i++) {
     const b = p[i];
     value += (b & 0x7f) * scale;
-    if (b < 0x80) return { value, next: i + 1 };
+    if (b < 0x80) {
+      next = i + 1;
+      return value;
+    }
     scale *= 128;
   }
-  return null;
+  return -1;
 }

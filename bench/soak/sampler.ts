@@ -77,6 +77,11 @@ export function ioStallUs(): number | null {
   }
 }
 
+/** `stalledUs` of I/O stall over `ms` of wall time, as a percent (0 for no time). */
+export function stallPercent(stalledUs: number, ms: number): number {
+  return ms > 0 ? Math.min(100, stalledUs / 10 / ms) : 0;
+}
+
 export function readRssBytes(pid: number): number {
   try {
     const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -162,7 +167,7 @@ export class Sampler {
     const now = ioStallUs();
     const before = this.lastIo;
     this.lastIo = now;
-    return now !== null && before !== null && dtMs > 0 ? Math.min(100, (now - before) / 10 / dtMs) : 0;
+    return now !== null && before !== null ? stallPercent(now - before, dtMs) : 0;
   }
 
   /** Cores used by `pids` since the last call (per pid bookkeeping). */

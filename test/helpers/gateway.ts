@@ -48,7 +48,7 @@ export async function startGateway(args: string[] = [], opts: { workers?: number
   const workers = opts.workers ?? 2;
   // Every listener on a port named here (ports.ts), not 0: the primary would find a free
   // port by binding 0 and hand it to the workers, the same race as above.
-  const [wsPort, apiPort0, resumeBase] = opts.bare ? [0, 0, 0] : [await freePort(), await freePort(), await freePort(Array.from({ length: workers - 1 }, (_, i) => i + 1))];
+  const [wsPort, apiListenPort, resumeBase] = opts.bare ? [0, 0, 0] : [await freePort(), await freePort(), await freePort(Array.from({ length: workers - 1 }, (_, i) => i + 1))];
   const defaults = opts.bare
     ? []
     : [
@@ -58,7 +58,7 @@ export async function startGateway(args: string[] = [], opts: { workers?: number
         `--ws.resume_port_base=${resumeBase}`,
         '--tcp.host=127.0.0.1',
         `--tcp.port=${tcpPort}`,
-        `--api.port=${apiPort0}`,
+        `--api.port=${apiListenPort}`,
         `--store.path=${storePath}`,
         `--auth.jwt_secret=${JWT_SECRET}`,
         `--api.keys=${API_KEY}`,
@@ -118,19 +118,23 @@ export async function startGateway(args: string[] = [], opts: { workers?: number
     });
   };
 
+  /** Signals the primary, SIGKILL if it is still there after 20 s; removes a store this helper made. */
+  const shutdown = async (signal: NodeJS.Signals): Promise<number | null> => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    const t = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+    const code = await exited;
+    clearTimeout(t);
+    if (!opts.storePath) rmSync(storePath, { recursive: true, force: true });
+    return code;
+  };
+
   let ready: LogLine;
   try {
     ready = await waitForLog((l) => l.msg === 'moor ready', 30_000);
   } catch (err) {
     // A gateway that never got ready (its workers keep failing, say) must not outlive the
     // test: its primary would restart them forever and keep the test file's process alive.
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(t);
-    }
-    if (!opts.storePath) rmSync(storePath, { recursive: true, force: true });
+    await shutdown('SIGTERM');
     throw err;
   }
   const apiPort = ready.api as number;
@@ -168,14 +172,7 @@ export async function startGateway(args: string[] = [], opts: { workers?: number
       return { status: res.status, body: parsed, headers: res.headers };
     },
     waitForLog,
-    async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-      const t = setTimeout(() => proc.kill('SIGKILL'), 20_000);
-      const code = await exited;
-      clearTimeout(t);
-      if (!opts.storePath) rmSync(storePath, { recursive: true, force: true });
-      return code;
-    },
+    stop: (signal: NodeJS.Signals = 'SIGTERM') => shutdown(signal),
   };
   return gw;
 }
