@@ -40,12 +40,12 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { hello, RawConnection } from '../src/client/raw';
 import { FrameType } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
+import { freePort } from '../src/util/ports';
 import { type Block, lanesChart, type Point, type Series } from './lanes/chart';
 import { apiRequest } from './lanes/http';
 import type { LoadSpec, LoadStats, ToLoad } from './lanes/load';
@@ -162,16 +162,6 @@ const log = (m: string): void => {
   process.stderr.write(`[lanes] ${m}\n`);
 };
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 

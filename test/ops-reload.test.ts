@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ErrorCode } from '../src/protocol/constants';
+import { ephemeralLow } from '../src/util/ports';
 import { connect, expectError, open } from './helpers/device';
 import { freePort, type Gateway, JWT_SECRET, type LogLine, startGateway } from './helpers/gateway';
 
@@ -63,6 +64,13 @@ before(async () => {
 after(async () => {
   await gw?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('ports configured as 0 become distinct ports below the ephemeral range (no outgoing connection can take one first)', () => {
+  const ports = [gw.wsPort, gw.apiPort, ...gw.resumePorts];
+  assert.equal(gw.resumePorts.length, 2);
+  assert.equal(new Set(ports).size, ports.length, `distinct: ${ports}`);
+  for (const p of ports) assert.ok(p >= 10_000 && p < ephemeralLow(), `${p} below ${ephemeralLow()}`);
 });
 
 describe('SIGHUP reload', () => {

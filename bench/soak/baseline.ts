@@ -6,8 +6,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { workerExecArgv } from '../../src/cluster/primary';
+import { freePort } from '../../src/util/ports';
 import { own, stop } from '../lib/procs';
-import { freePort, lines } from './gateway';
+import { lines } from './gateway';
 import { ForcedGc, gcEnv, InspectorUrls } from './gc';
 
 interface BareProc {

@@ -8,9 +8,9 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../../src/util/ports';
 import { own, ownDir, stop } from '../lib/procs';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -55,16 +55,6 @@ export interface GatewayOptions {
   onStderr?: (line: string) => void;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Calls `onLine` with each line of `stream`. */
 export function lines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {

@@ -8,9 +8,10 @@
  * own memory is in both and cancels out. Best effort: when attaching fails, the
  * readings go on without a forced GC and the report says so.
  */
+
+import { freePort } from '../../src/util/ports';
 import { Inspector } from '../lib/inspector';
 import { sleep } from '../lib/procs';
-import { freePort } from './gateway';
 
 /** Collects "Debugger listening on ws://…" lines from a server's stderr. */
 export class InspectorUrls {

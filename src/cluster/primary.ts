@@ -7,7 +7,6 @@
  */
 import cluster from 'node:cluster';
 import { mkdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { resumePorts as computeResumePorts } from '../config/ports';
@@ -16,6 +15,7 @@ import type { Config } from '../config/types';
 import { installPrimaryMetricsResponder } from '../metrics/cluster';
 import { TicketKeyService } from '../tls/primary';
 import { getLogger, initLogger } from '../util/log';
+import { freePort } from '../util/ports';
 import { WorkerPool } from './pool';
 import { lastReload, reloadConfig } from './reload';
 import { rollingRestart } from './roll';
@@ -29,21 +29,15 @@ export interface PrimaryOptions {
   reload?: () => Config;
 }
 
-/** A free TCP port on `host` (for ports configured as 0), found by binding port 0. */
-export function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function freePorts(host: string, n: number): Promise<number[]> {
+/** Ports configured as 0 get concrete ones here, distinct from each other: none is bound until the workers start. */
+async function freePorts(host: string, n: number, taken: Set<number>): Promise<number[]> {
   const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push(await freePort(host));
+  while (out.length < n) {
+    const port = await freePort(host);
+    if (taken.has(port)) continue;
+    taken.add(port);
+    out.push(port);
+  }
   return out;
 }
 
@@ -60,9 +54,10 @@ export async function runPrimary(config: Config, generated: GeneratedSecrets, op
   const running: Config = structuredClone(config);
   /** What workers are forked with: concrete ports. */
   const resolved: Config = structuredClone(config);
-  if (resolved.ws.port === 0) resolved.ws.port = await freePort(resolved.ws.host);
-  if (resolved.api.port === 0) resolved.api.port = await freePort(resolved.api.host);
-  const resumePorts = resolved.ws.resume_port_base === 0 && config.ws.port === 0 ? await freePorts(resolved.ws.host, resolved.workers) : computeResumePorts(resolved);
+  const taken = new Set([resolved.ws.port, resolved.api.port, resolved.tcp.port]);
+  if (resolved.ws.port === 0) [resolved.ws.port] = await freePorts(resolved.ws.host, 1, taken);
+  if (resolved.api.port === 0) [resolved.api.port] = await freePorts(resolved.api.host, 1, taken);
+  const resumePorts = resolved.ws.resume_port_base === 0 && config.ws.port === 0 ? await freePorts(resolved.ws.host, resolved.workers, taken) : computeResumePorts(resolved);
   const meshDir = path.join(os.tmpdir(), `moor-${process.pid}`);
   mkdirSync(meshDir, { recursive: true, mode: 0o700 });
 
