@@ -75,6 +75,23 @@ for (const t of TRANSPORTS) {
       await conn.closed(3000);
     });
 
+    it('a compressed frame before HELLO is PROTOCOL_ERROR too (not UNSUPPORTED)', async () => {
+      for (const flags of [0x01, 0x02]) {
+        const conn = await open(gw, t);
+        conn.send(Buffer.from([0x03, flags, 0x00, 0x00]));
+        const err = await expectError(conn);
+        assert.equal(err.code, ErrorCode.PROTOCOL_ERROR, err.message);
+        await conn.closed(3000);
+      }
+    });
+
+    it('a compressed HELLO is UNSUPPORTED (no codec is negotiated before WELCOME)', async () => {
+      const conn = await open(gw, t);
+      conn.send(Buffer.from([0x01, 0x01, 0x00, 0x01, 0x00]));
+      assert.equal((await expectError(conn)).code, ErrorCode.UNSUPPORTED);
+      await conn.closed(3000);
+    });
+
     it('a second HELLO is PROTOCOL_ERROR', async () => {
       const { conn } = await connect(gw, t, `twice-${t}`);
       conn.send(hello({ deviceId: `twice-${t}`, token: await gw.token(`twice-${t}`) }));

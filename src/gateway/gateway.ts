@@ -156,8 +156,10 @@ export class Gateway implements MeshHandler {
     if (!DEVICE_TO_GATEWAY.has(type)) {
       return this.fail(s, ErrorCode.PROTOCOL_ERROR, `${FRAME_TYPE_NAMES[type]} frames are not sent by devices`);
     }
+    // protocol.md §3: any frame before HELLO is PROTOCOL_ERROR, compressed or not (checked before the codec).
+    if (s.state === SessionState.HANDSHAKE && type !== FrameType.HELLO) return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'the first frame must be HELLO');
     if ((flags & FLAG_CODEC_MASK) !== 0) {
-      // UNSUPPORTED without a negotiated codec; FRAME_TOO_LARGE past max_frame; PROTOCOL_ERROR if corrupt.
+      // UNSUPPORTED without a negotiated codec (a compressed HELLO included); FRAME_TOO_LARGE past max_frame; PROTOCOL_ERROR if corrupt.
       const plain = this.compression.inflate(s, flags, payload);
       if (plain === null) return;
       payload = plain;
@@ -167,7 +169,6 @@ export class Gateway implements MeshHandler {
     }
     switch (s.state) {
       case SessionState.HANDSHAKE:
-        if (type !== FrameType.HELLO) return this.fail(s, ErrorCode.PROTOCOL_ERROR, 'the first frame must be HELLO');
         handleHello(this, s, payload);
         return;
       case SessionState.AUTHENTICATING:
