@@ -387,6 +387,57 @@ describe('devices', () => {
   });
 });
 
+/**
+ * Sends `requests` one after another on one keep-alive connection; resolves each raw
+ * response head (and body). A wrong Content-Length on a body-less answer would swallow
+ * the next response, so the second one never arrives.
+ */
+function keepAlive(requests: string[]): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(server.port, '127.0.0.1');
+    const out: string[] = [];
+    let buf = '';
+    const next = () => c.write(requests[out.length]);
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new Error(`timed out after ${out.length} of ${requests.length} responses: ${JSON.stringify(out)} + ${JSON.stringify(buf)}`));
+    }, 3000);
+    c.on('connect', next);
+    c.on('data', (d) => {
+      buf += d.toString('latin1');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const head = buf.slice(0, end);
+      const len = /content-length: (\d+)/i.exec(head);
+      const total = end + 4 + (len && !/^HTTP\/1\.1 (204|304)/.test(head) ? Number(len[1]) : 0);
+      if (buf.length < total) return;
+      out.push(buf.slice(0, total));
+      buf = buf.slice(total);
+      if (out.length === requests.length) {
+        clearTimeout(timer);
+        c.end();
+        resolve(out);
+      } else next();
+    });
+    c.on('error', reject);
+  });
+}
+
+test('204 and 304 carry no Content-Length and keep the connection usable', async () => {
+  backend.connected.add('d8');
+  backend.dicts.set(43, Buffer.from('dict'));
+  const key = `Authorization: Bearer ${KEYS[0]}\r\n`;
+  const [deleted, notModified, health] = await keepAlive([
+    `DELETE /v1/devices/d8/session HTTP/1.1\r\nHost: x\r\n${key}\r\n`,
+    'GET /v1/dicts/43 HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n',
+    'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n',
+  ]);
+  assert.match(deleted, /^HTTP\/1\.1 204 /);
+  assert.match(notModified, /^HTTP\/1\.1 304 /);
+  for (const r of [deleted, notModified]) assert.doesNotMatch(r, /content-length/i, r);
+  assert.match(health, /^HTTP\/1\.1 200 /);
+});
+
 describe('dictionaries', () => {
   const bytes = Buffer.from('a zstd dictionary, pretend');
   const etag = `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 27)}"`;

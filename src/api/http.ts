@@ -42,7 +42,10 @@ export function reply(
   res.cork(() => {
     res.writeStatus(STATUS_TEXT[status] ?? String(status));
     for (const [k, v] of headers) res.writeHeader(k, v);
-    if (body === null) res.endWithoutBody(undefined, closeConnection);
+    // No arguments: uWS then writes no Content-Length (a 204 must not have one). An
+    // undefined length argument became Content-Length 2^63, and the client waited for it.
+    if (body === null && closeConnection) res.endWithoutBody(0, true);
+    else if (body === null) res.endWithoutBody();
     else res.end(body, closeConnection);
   });
 }
