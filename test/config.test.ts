@@ -9,6 +9,7 @@ import { ConfigError, type ConfigIssue, didYouMean, editDistance } from '../src/
 import { type LoadOptions, loadConfig } from '../src/config/load';
 import { CONFIG_KEYS, defaults, envName, reloadPlan } from '../src/config/schema';
 import { readSecrets, resolveSecrets } from '../src/config/secrets';
+import { hostProblem } from '../src/config/validate';
 import { parseDuration } from '../src/util/duration';
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'moor-config-test-'));
@@ -236,6 +237,27 @@ describe('errors are collected, all at once', () => {
     // A Redis Cluster's seed list (WHATWG URL cannot parse it), and the engine's own checks.
     assert.equal(load({ args: ['--store.kind=redis', '--store.redis_url=redis://127.0.0.1:7000,127.0.0.1:7001?prefix=f'] }).config.store.kind, 'redis');
     assert.match(issueFor(issuesOf({ args: ['--store.kind=redis', '--store.redis_url=redis://h?nope=1'] }), 'store.redis_url').message, /unknown parameter "nope"/);
+  });
+});
+
+describe('hosts', () => {
+  test('listener hosts and node.advertise must be an IP address or a host name', () => {
+    const issues = issuesOf({ args: ['--api.host=300.1.1.1', '--ws.host=a b', '--tcp.host=[127.0.0.1]', '--node.advertise=gw_1.example'] });
+    assert.match(issueFor(issues, 'api.host').message, /"300\.1\.1\.1" is not a valid IPv4 address/);
+    assert.match(issueFor(issues, 'ws.host').message, /neither an IP address nor a host name/);
+    assert.match(issueFor(issues, 'tcp.host').message, /brackets are for IPv6/);
+    assert.match(issueFor(issues, 'node.advertise').message, /neither an IP address nor a host name/);
+    const { config } = load({ args: ['--api.host=::1', '--ws.host=[::]', '--tcp.host=localhost', '--node.advertise=gw-1.example.com'] });
+    assert.equal(config.api.host, '::1');
+  });
+
+  test('hostProblem', () => {
+    for (const ok of ['0.0.0.0', '127.0.0.1', '::', '[::1]', 'fe80::1', 'localhost', 'gw-1.eu.example.com', 'example.com.', '10x.internal']) {
+      assert.equal(hostProblem(ok), null, ok);
+    }
+    for (const bad of ['256.0.0.1', '1.2.3', '1..2.3', 'a b', '-lead.example', 'trail-.example', 'x'.repeat(64), 'http://h', 'h:80', '[1.2.3.4]', '']) {
+      assert.notEqual(hostProblem(bad), null, bad);
+    }
   });
 });
 

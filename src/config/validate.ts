@@ -5,6 +5,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import tls from 'node:tls';
 import { parseRedisUrl } from '../store/redis-url';
 import { ticketKeysFileProblem } from '../tls/ticket-keys';
@@ -40,8 +41,35 @@ export function checkConfig(ctx: CheckContext): void {
   }
 }
 
+/** RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens. */
+const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+/** Why `host` is neither an IP address nor a host name, or null when it is one. */
+export function hostProblem(host: string): string | null {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (net.isIP(bare) !== 0) return bare === host || net.isIPv6(bare) ? null : 'brackets are for IPv6 addresses only';
+  // All digits and dots: meant as an IPv4 address, and not a valid one (listen would fail at every start).
+  if (/^[\d.]+$/.test(host)) return 'is not a valid IPv4 address';
+  return HOST_NAME.test(host) ? null : 'is neither an IP address nor a host name';
+}
+
+function checkHosts(ctx: CheckContext): void {
+  const { ws, tcp, api, node } = ctx.config;
+  const hosts: Array<[ConfigKey, string, string]> = [
+    ['ws.host', ws.host, 'e.g. "0.0.0.0" (every IPv4 address) or "::"'],
+    ['tcp.host', tcp.host, 'e.g. "0.0.0.0" (every IPv4 address) or "::"'],
+    ['api.host', api.host, 'e.g. "127.0.0.1" (this machine only)'],
+    ['node.advertise', node.advertise, 'the address or DNS name devices and peers dial, e.g. "gw1.example.com"'],
+  ];
+  for (const [key, host, hint] of hosts) {
+    const problem = ctx.ok(key) ? hostProblem(host) : null;
+    if (problem) ctx.error(key, `${JSON.stringify(host)} ${problem}`, hint);
+  }
+}
+
 function checkListeners(ctx: CheckContext): void {
   const { ws, tcp, api, workers } = ctx.config;
+  checkHosts(ctx);
   if (ctx.ok('ws.path') && !ws.path.startsWith('/')) {
     ctx.error('ws.path', 'must start with /', `ws.path = "/${ws.path}"`);
   }
