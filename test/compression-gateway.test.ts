@@ -109,9 +109,16 @@ describe('dictionaries over HTTP', () => {
       const again = await fetch(`http://127.0.0.1:${port}/v1/dicts/${dict.id}`, { headers: { 'if-none-match': res.headers.get('etag')! } });
       assert.equal(again.status, 304);
     }
-    assert.equal((await fetch(`http://127.0.0.1:${gw.wsPort}/v1/dicts/12345`)).status, 404);
-    assert.equal((await fetch(`http://127.0.0.1:${gw.wsPort}/v1/dicts/nope`)).status, 404);
-    assert.equal((await gw.api('GET', '/v1/dicts/12345', undefined, null)).status, 404);
+    // A 404 is the API's JSON error on both listeners.
+    const viaApi = await gw.api('GET', '/v1/dicts/12345', undefined, null);
+    assert.equal(viaApi.status, 404);
+    for (const id of ['12345', 'nope']) {
+      const res = await fetch(`http://127.0.0.1:${gw.wsPort}/v1/dicts/${id}`);
+      assert.equal(res.status, 404);
+      assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+      assert.deepEqual(await res.json(), { error: { code: 'NOT_FOUND', message: `no dictionary "${id}"` } });
+    }
+    assert.deepEqual(viaApi.body, { error: { code: 'NOT_FOUND', message: 'no dictionary "12345"' } });
   });
 
   test('POST /v1/dicts needs the API key', async () => {

@@ -2,7 +2,8 @@
  * The backend HTTP API (shared/api.md) on a uWS.js app: routing, auth, parsing and
  * answers. What a route does lives behind ApiBackend; this file only translates.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { DICT_CACHE_CONTROL, dictEtag, etagMatches } from '../compression/http';
 import type { Config } from '../config/types';
 import { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket, uws } from '../util/uws';
 import { authorize } from './auth';
@@ -38,7 +39,6 @@ export interface ApiOptions {
 
 /** Seconds a load balancer should wait before probing /readyz again. */
 const READY_RETRY_AFTER_S = 5;
-const DICT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 const MAX_DICT_ID = 0xffffffff;
 
 /** Known paths and their methods: another method on them is 405, not 404. */
@@ -188,7 +188,7 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
       const id = /^\d{1,10}$/.test(param) ? Number(param) : -1;
       const bytes = id >= 0 && id <= MAX_DICT_ID ? await backend.dict(id) : null;
       if (bytes === null) throw new ApiError('NOT_FOUND', `no dictionary ${JSON.stringify(param)}`);
-      const etag = `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 27)}"`;
+      const etag = dictEtag(bytes);
       const headers = [
         ['ETag', etag],
         ['Cache-Control', DICT_CACHE_CONTROL],
@@ -255,13 +255,6 @@ function deviceParam(raw: string): string {
   const problem = deviceIdProblem(id);
   if (problem) throw new ApiError('INVALID_PATH', `device id in the path ${problem}`);
   return id;
-}
-
-/** RFC 9110 If-None-Match: `*` or a list of (weak or strong) tags, compared weakly. */
-function etagMatches(header: string, etag: string): boolean {
-  if (header === '') return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }
 
 export interface ApiServer {

@@ -1,20 +1,24 @@
 /**
  * `GET /v1/dicts/{id}` on the device listeners' HTTP side: devices follow WELCOME's
  * dict_url to the host and port they already reach (the backend API listens on
- * 127.0.0.1 by default). Same answer as the API's route (src/api/server.ts): the
- * bytes, immutable, with an ETag and a year of Cache-Control; no auth.
+ * 127.0.0.1 by default). Same answers as the API's route (src/api/server.ts): the
+ * bytes, immutable, with an ETag and a year of Cache-Control, no auth; errors in the
+ * API's JSON shape.
  */
 import { createHash } from 'node:crypto';
+import { ApiError, STATUS_TEXT } from '../api/errors';
+import { JSON_TYPE } from '../api/http';
 import type { HttpResponse, TemplatedApp } from '../util/uws';
 
 export const DICT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 
-/** The API's ETag for dictionary bytes (src/api/server.ts computes the same). */
+/** The ETag of dictionary bytes (both routes). */
 export function dictEtag(bytes: Uint8Array): string {
   return `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 27)}"`;
 }
 
-function etagMatches(header: string, etag: string): boolean {
+/** RFC 9110 If-None-Match: `*` or a list of (weak or strong) tags, compared weakly. */
+export function etagMatches(header: string, etag: string): boolean {
   if (header === '') return false;
   if (header.trim() === '*') return true;
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
@@ -43,10 +47,15 @@ export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promi
         else res.end(body);
       });
     };
+    const answerError = (e: ApiError): void => {
+      const headers: Array<[string, string]> = [['Content-Type', JSON_TYPE]];
+      if (e.retryAfterS !== undefined) headers.push(['Retry-After', String(e.retryAfterS)]);
+      answer(STATUS_TEXT[e.status] ?? String(e.status), headers, JSON.stringify(e.toJSON()));
+    };
     const found = id > 0 && id <= 0xffffffff ? lookup(id) : Promise.resolve(null);
     found.then(
       (bytes) => {
-        if (bytes === null) return answer('404 Not Found', [['Content-Type', 'text/plain']], `no dictionary ${JSON.stringify(param)}\n`);
+        if (bytes === null) return answerError(new ApiError('NOT_FOUND', `no dictionary ${JSON.stringify(param)}`));
         const etag = dictEtag(bytes);
         const headers: Array<[string, string]> = [
           ['ETag', etag],
@@ -57,7 +66,7 @@ export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promi
       },
       (err: unknown) => {
         log.warn({ err, dict: id }, 'dictionary lookup failed');
-        answer('503 Service Unavailable', [['Retry-After', '5']], 'store unavailable\n');
+        answerError(new ApiError('STORE_UNAVAILABLE', 'the store is unavailable; retry later', { retryAfterS: 5 }));
       },
     );
   });
