@@ -57,17 +57,22 @@ export async function tokenCommand(argv: readonly string[], io: Io): Promise<num
     );
     return EXIT_FAIL;
   }
-  let resolved: ReturnType<typeof resolveSecrets>;
-  try {
-    resolved = resolveSecrets(loaded, (m) => io.err(`moor token: warning: ${m}`));
-  } catch (err) {
-    io.err(`moor token: ${(err as Error).message}`);
-    return EXIT_FAIL;
+  // A configured secret is all a token needs: nothing is read or written under store.path.
+  // Without one, the gateway's own (store.path/secrets.json) is used, made first if need be.
+  let secret = loaded.auth.jwt_secret;
+  if (secret === '') {
+    try {
+      const resolved = resolveSecrets(loaded, (m) => io.err(`moor token: warning: ${m}`));
+      reportGenerated(resolved.generated, resolved.file, io);
+      secret = resolved.config.auth.jwt_secret;
+    } catch (err) {
+      io.err(`moor token: ${(err as Error).message}`);
+      return EXIT_FAIL;
+    }
   }
-  reportGenerated(resolved.generated, resolved.file, io);
   const topics = str(args, 'topics');
   const token = await mintDeviceToken({
-    secret: resolved.config.auth.jwt_secret,
+    secret,
     device: device!,
     ttlMs,
     topics: topics === undefined ? undefined : splitList(topics),
