@@ -146,8 +146,16 @@ describe('inbound limit per session', () => {
     for (const v of Object.values(s)) assert.ok(Number.isInteger(v));
   });
 
-  test('RATE_LIMITED retry: the time to refill the burst, jittered up to 2x', () => {
-    assert.equal(inboundRetryMs(l, () => 0), 5000);
-    assert.equal(inboundRetryMs(l, () => 0.999_999), 9999);
+  test('RATE_LIMITED retry: the time for the bucket that ran out to refill its burst, jittered up to 2x', () => {
+    // Frames: 30 at 10/s = 3 s; bytes: 5,000 at 1,000/s = 5 s.
+    const both = { frames: true, bytes: true };
+    assert.equal(inboundRetryMs(l, both, l.in_bytes_burst, () => 0), 5000);
+    assert.equal(inboundRetryMs(l, both, l.in_bytes_burst, () => 0.999_999), 9999);
+    assert.equal(inboundRetryMs(l, { frames: true, bytes: false }, l.in_bytes_burst, () => 0), 3000);
+    assert.equal(inboundRetryMs(l, { frames: false, bytes: true }, l.in_bytes_burst, () => 0), 5000);
+    // The byte burst the gateway really uses (never below one maximum frame).
+    assert.equal(inboundRetryMs(l, { frames: false, bytes: true }, 70_000, () => 0), 70_000);
+    // Never below a second.
+    assert.equal(inboundRetryMs({ ...l, in_frames_burst: 1 }, { frames: true, bytes: false }, l.in_bytes_burst, () => 0), MIN_RETRY_MS);
   });
 });

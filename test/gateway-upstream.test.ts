@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { FrameType } from '../src/protocol/constants';
+import { ErrorCode, FrameType } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
 import { connect, expectFrame, TRANSPORTS } from './helpers/device';
 import { type Gateway, startGateway } from './helpers/gateway';
@@ -88,6 +88,24 @@ describe('upstream forwarding', () => {
   it('no upstream configured answers 501', async () => {
     const res = await request(noUpstream, 'ws', 'req-none', 1, { method: 'anything' });
     assert.equal(res.status, 501);
+  });
+
+  it('a REQUEST on a stream id still in flight is PROTOCOL_ERROR; one reused after its RESPONSE is fine', async () => {
+    for (const t of TRANSPORTS) {
+      const d = await connect(gw, t, `reuse-${t}`);
+      const frame = (method: string) => moor.v1.Request.encode({ method, body: Buffer.from(method) }).finish();
+      d.conn.sendFrame(FrameType.REQUEST, frame('echo'), { stream: 7 });
+      const first = await d.conn.nextFrame(5000);
+      assert.deepEqual([first.type, first.stream], [FrameType.RESPONSE, 7]);
+      d.conn.sendFrame(FrameType.REQUEST, frame('echo'), { stream: 7 });
+      assert.equal((await d.conn.nextFrame(5000)).stream, 7, 'reused after its RESPONSE');
+      d.conn.sendFrame(FrameType.REQUEST, frame('slow'), { stream: 9 });
+      d.conn.sendFrame(FrameType.REQUEST, frame('echo'), { stream: 9 });
+      const err = moor.v1.Error.decode(await expectFrame(d.conn, FrameType.ERROR));
+      assert.equal(err.code, ErrorCode.PROTOCOL_ERROR);
+      assert.match(err.message, /stream 9 is still waiting/);
+      await d.conn.closed(3000);
+    }
   });
 
   it('REQUEST with stream 0 is a protocol error', async () => {

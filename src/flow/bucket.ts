@@ -159,9 +159,13 @@ export function admitInbound(s: InboundState, bytes: number, sec: number, l: Inb
   return true;
 }
 
-/** The retry hint of RATE_LIMITED: long enough for the burst to refill, jittered by up to 2x. */
-export function inboundRetryMs(l: InboundLimits, random: () => number = Math.random): number {
-  const refill = Math.max((l.in_frames_burst / l.in_frames_per_s) * 1000, (l.in_bytes_burst / l.in_bytes_per_s) * 1000);
-  const base = Math.max(MIN_RETRY_MS, Math.ceil(refill));
+/**
+ * The retry hint of RATE_LIMITED: long enough for the bucket that ran out (frames,
+ * bytes, or both) to refill its burst, jittered by up to 2x.
+ */
+export function inboundRetryMs(l: InboundLimits, out: { frames: boolean; bytes: boolean }, bytesBurst = l.in_bytes_burst, random: () => number = Math.random): number {
+  const frames = out.frames ? (l.in_frames_burst / l.in_frames_per_s) * 1000 : 0;
+  const bytes = out.bytes ? (bytesBurst / l.in_bytes_per_s) * 1000 : 0;
+  const base = Math.max(MIN_RETRY_MS, Math.ceil(Math.max(frames, bytes)));
   return base + Math.floor(random() * base);
 }

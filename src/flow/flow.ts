@@ -92,9 +92,11 @@ export class Flow {
   inbound(s: Session, bytes: number, now: number): boolean {
     const l = this.gw.deps.config.limits;
     // The byte burst is never below one maximum frame, or a legal frame could never pass.
-    if (admitInbound(s, bytes, inboundSecond(now), l, Math.max(l.in_bytes_burst, l.max_frame + MAX_HEADER_BYTES))) return true;
+    const bytesBurst = Math.max(l.in_bytes_burst, l.max_frame + MAX_HEADER_BYTES);
+    if (admitInbound(s, bytes, inboundSecond(now), l, bytesBurst)) return true;
     this.metrics.refused.inc({ reason: 'inbound' });
-    this.gw.fail(s, ErrorCode.RATE_LIMITED, `over the inbound limit: ${l.in_frames_per_s} frames/s and ${l.in_bytes_per_s} bytes/s, bursts of ${l.in_frames_burst} frames and ${l.in_bytes_burst} bytes`, inboundRetryMs(l));
+    const out = { frames: s.inFrames < 1, bytes: s.inBytes < bytes };
+    this.gw.fail(s, ErrorCode.RATE_LIMITED, `over the inbound limit: ${l.in_frames_per_s} frames/s and ${l.in_bytes_per_s} bytes/s, bursts of ${l.in_frames_burst} frames and ${l.in_bytes_burst} bytes`, inboundRetryMs(l, out, bytesBurst));
     return false;
   }
 

@@ -174,7 +174,20 @@ function ack(gw: Gateway, s: Session, upTo: number, seqs: number[]): void {
   gw.deps.store.ack(s.deviceId, upTo, seqs).catch((err) => gw.deps.log.warn({ err, device: s.deviceId }, 'ACK not stored; the device will get those pushes again'));
 }
 
+/**
+ * Stream ids of each session's REQUESTs still waiting for their RESPONSE. Kept here, not
+ * on Session: most sessions never send one, and a field would cost every session.
+ */
+const inFlight = new WeakMap<Session, Set<number>>();
+
 function request(gw: Gateway, s: Session, stream: number, r: moor.v1.Request): void {
+  // A second REQUEST on a stream id still in flight would get an answer the device cannot
+  // tell from the first one's: a connection error, as HTTP/2 treats a reused stream id.
+  let streams = inFlight.get(s);
+  if (streams?.has(stream)) return gw.fail(s, ErrorCode.PROTOCOL_ERROR, `REQUEST stream ${stream} is still waiting for its RESPONSE`);
+  if (!streams) inFlight.set(s, (streams = new Set()));
+  streams.add(stream);
+  const settled = streams;
   // The payload view dies with this callback: copy what outlives it.
   const body = Buffer.from(r.body);
   gw.deps.forwarder
@@ -187,6 +200,8 @@ function request(gw: Gateway, s: Session, stream: number, r: moor.v1.Request): v
       },
     )
     .then((res) => {
+      settled.delete(stream);
+      if (settled.size === 0 && inFlight.get(s) === settled) inFlight.delete(s);
       if (s.state !== SessionState.OPEN) return;
       gw.send(s, FrameType.RESPONSE, responseFrame(stream, res.status, res.body, res.error));
     });
