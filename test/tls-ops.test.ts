@@ -46,6 +46,10 @@ describe('TLS certificate reload (SIGHUP)', { timeout: 60_000 }, () => {
     gw.proc.kill('SIGHUP');
     await gw.waitForLog((l) => l.msg === 'config reloaded' && l.worker === 1);
     assert.equal(gw.logs.filter(reloaded).length, 0);
+    // The primary's summary says the files were re-read (only the workers know whether they changed).
+    const summary = await gw.waitForLog((l) => l.process === 'primary' && typeof l.msg === 'string' && l.msg.startsWith('config reloaded'));
+    assert.match(summary.msg as string, /TLS certificate and key files re-read/);
+    assert.deepEqual(summary.reread, ['tls.cert', 'tls.key']);
 
     certs.renew();
     assert.notEqual(certs.fingerprint, oldFp);
