@@ -3,72 +3,16 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import type { ApiBackend, DeviceInfo, PushCommand, PushOutcome } from '../src/api/backend';
+import type { DeviceInfo, PushCommand, PushOutcome } from '../src/api/backend';
 import { ApiError } from '../src/api/errors';
 import { type ApiLogger, type ApiServer, createApiServer } from '../src/api/server';
 import type { Config } from '../src/config/types';
+import { TestBackend } from './helpers/api-backend';
+import { keepAlive } from './helpers/keep-alive';
 
 const KEYS = ['key-one', 'key-two'];
 const MAX_BODY = 4096;
 
-/** An ApiBackend that records calls and answers what each test sets. */
-class TestBackend implements ApiBackend {
-  calls: Array<{ op: string; arg: unknown }> = [];
-  devices = new Map<string, DeviceInfo>();
-  connected = new Set<string>();
-  dicts = new Map<number, Buffer>();
-  readiness = { ok: true, reasons: [] as string[] };
-  /** Thrown (rejected) by the next backend call when set. */
-  failure: unknown = null;
-  /** When set, push waits for this promise before answering. */
-  pushGate: Promise<void> | null = null;
-  /** When set, gatePush refuses every push with it (before the body is read). */
-  refuse: ApiError | null = null;
-  gated: string[] = [];
-
-  gatePush(apiKey: string): ApiError | null {
-    this.gated.push(apiKey);
-    return this.refuse;
-  }
-
-  private check(op: string, arg: unknown): void {
-    this.calls.push({ op, arg });
-    if (this.failure !== null) {
-      const f = this.failure;
-      this.failure = null;
-      throw f;
-    }
-  }
-
-  async push(cmd: PushCommand): Promise<PushOutcome> {
-    this.check('push', cmd);
-    if (this.pushGate) await this.pushGate;
-    const n = cmd.target.kind === 'device' ? cmd.target.deviceIds.length : 0;
-    const out: PushOutcome = { id: cmd.id, accepted: n, online: 1 };
-    if (cmd.durable) out.seqs = Array.from({ length: n }, (_, i) => i + 1);
-    return out;
-  }
-  async deviceInfo(deviceId: string): Promise<DeviceInfo | null> {
-    this.check('deviceInfo', deviceId);
-    return this.devices.get(deviceId) ?? null;
-  }
-  async kick(deviceId: string): Promise<boolean> {
-    this.check('kick', deviceId);
-    return this.connected.delete(deviceId);
-  }
-  async metrics(): Promise<{ contentType: string; body: string }> {
-    this.check('metrics', null);
-    return { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'moor_up 1\n' };
-  }
-  async ready(): Promise<{ ok: boolean; reasons: string[] }> {
-    this.check('ready', null);
-    return this.readiness;
-  }
-  async dict(id: number): Promise<Buffer | null> {
-    this.check('dict', id);
-    return this.dicts.get(id) ?? null;
-  }
-}
 
 const logged: Array<{ obj: object; msg?: string }> = [];
 const logger: ApiLogger = {
@@ -387,47 +331,12 @@ describe('devices', () => {
   });
 });
 
-/**
- * Sends `requests` one after another on one keep-alive connection; resolves each raw
- * response head (and body). A wrong Content-Length on a body-less answer would swallow
- * the next response, so the second one never arrives.
- */
-function keepAlive(requests: string[]): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const c = net.connect(server.port, '127.0.0.1');
-    const out: string[] = [];
-    let buf = '';
-    const next = () => c.write(requests[out.length]);
-    const timer = setTimeout(() => {
-      c.destroy();
-      reject(new Error(`timed out after ${out.length} of ${requests.length} responses: ${JSON.stringify(out)} + ${JSON.stringify(buf)}`));
-    }, 3000);
-    c.on('connect', next);
-    c.on('data', (d) => {
-      buf += d.toString('latin1');
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const head = buf.slice(0, end);
-      const len = /content-length: (\d+)/i.exec(head);
-      const total = end + 4 + (len && !/^HTTP\/1\.1 (204|304)/.test(head) ? Number(len[1]) : 0);
-      if (buf.length < total) return;
-      out.push(buf.slice(0, total));
-      buf = buf.slice(total);
-      if (out.length === requests.length) {
-        clearTimeout(timer);
-        c.end();
-        resolve(out);
-      } else next();
-    });
-    c.on('error', reject);
-  });
-}
 
 test('204 and 304 carry no Content-Length and keep the connection usable', async () => {
   backend.connected.add('d8');
   backend.dicts.set(43, Buffer.from('dict'));
   const key = `Authorization: Bearer ${KEYS[0]}\r\n`;
-  const [deleted, notModified, health] = await keepAlive([
+  const [deleted, notModified, health] = await keepAlive(server.port, [
     `DELETE /v1/devices/d8/session HTTP/1.1\r\nHost: x\r\n${key}\r\n`,
     'GET /v1/dicts/43 HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n',
     'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n',
@@ -516,12 +425,12 @@ describe('routing', () => {
   const cases: Array<[method: string, path: string, allow: string]> = [
     ['GET', '/v1/push', 'POST'],
     ['PUT', '/v1/push', 'POST'],
-    ['POST', '/v1/devices/d1', 'GET'],
+    ['POST', '/v1/devices/d1', 'GET, HEAD'],
     ['GET', '/v1/devices/d1/session', 'DELETE'],
-    ['DELETE', '/v1/dicts/1', 'GET'],
-    ['POST', '/metrics', 'GET'],
-    ['POST', '/healthz', 'GET'],
-    ['DELETE', '/readyz', 'GET'],
+    ['DELETE', '/v1/dicts/1', 'GET, HEAD'],
+    ['POST', '/metrics', 'GET, HEAD'],
+    ['POST', '/healthz', 'GET, HEAD'],
+    ['DELETE', '/readyz', 'GET, HEAD'],
   ];
   for (const [method, path, allow] of cases) {
     test(`405 ${method} ${path}, Allow: ${allow}`, async () => {
@@ -533,6 +442,31 @@ describe('routing', () => {
       assert.match(e.message, new RegExp(`${method} is not allowed.*use ${allow}`));
     });
   }
+
+  test("HEAD: the GET answer's status and headers with its Content-Length, and no body", async () => {
+    backend.devices.set('dh', { online: false } as unknown as DeviceInfo);
+    const cases: Array<[path: string, headers: Record<string, string>, status: number]> = [
+      ['/healthz', {}, 200],
+      ['/readyz', {}, 200],
+      ['/metrics', {}, 200],
+      ['/v1/devices/dh', auth(), 200],
+      ['/v1/devices/dh', {}, 401],
+      ['/v1/devices/nobody', auth(), 404],
+      ['/v1/push', auth(), 405],
+      ['/nowhere', {}, 404],
+    ];
+    for (const [path, headers, status] of cases) {
+      const get = await fetch(`${base}${path}`, { headers });
+      const body = Buffer.from(await get.arrayBuffer());
+      const raw = await keepAlive(server.port, [`HEAD ${path} HTTP/1.1\r\nHost: x\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n']);
+      assert.match(raw[0], new RegExp(`^HTTP/1\\.1 ${status} `), path);
+      assert.equal(get.status, status, path);
+      // Not where the body names the method (405, the 404 of no route) or changes between reads (/metrics).
+      if (!['/metrics', '/v1/push', '/nowhere'].includes(path)) assert.match(raw[0], new RegExp(`content-length: ${body.length}\r\n`, 'i'), `${path}: ${raw[0]}`);
+      assert.ok(raw[0].endsWith('\r\n\r\n'), `${path}: no body`);
+      assert.match(raw[1], /^HTTP\/1\.1 200 /, `${path}: the connection still works after it`);
+    }
+  });
 
   test('404 NOT_FOUND on unknown paths', async () => {
     for (const path of ['/', '/v1', '/v1/push/x', '/v2/push', '/v1/devices']) {

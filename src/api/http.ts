@@ -15,11 +15,13 @@ export interface Exchange {
   aborted: boolean;
   /** A response was sent. */
   done: boolean;
+  /** A HEAD request: the answer's status and headers (its Content-Length too), no body. */
+  readonly head: boolean;
 }
 
 /** Starts an exchange; call first thing in a route handler. */
-export function begin(res: HttpResponse): Exchange {
-  const x: Exchange = { res, aborted: false, done: false };
+export function begin(res: HttpResponse, head = false): Exchange {
+  const x: Exchange = { res, aborted: false, done: false, head };
   res.onAborted(() => {
     x.aborted = true;
   });
@@ -46,8 +48,19 @@ export function reply(
     // undefined length argument became Content-Length 2^63, and the client waited for it.
     if (body === null && closeConnection) res.endWithoutBody(0, true);
     else if (body === null) res.endWithoutBody();
+    else if (x.head) {
+      // The length the GET would send. Not through endWithoutBody(length): this uWS then
+      // waits for that many bytes, and the connection's next request is never answered.
+      res.writeHeader('Content-Length', String(byteLength(body)));
+      if (closeConnection) res.endWithoutBody(0, true);
+      else res.endWithoutBody();
+    }
     else res.end(body, closeConnection);
   });
+}
+
+function byteLength(body: RecognizedString): number {
+  return typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
 }
 
 export function replyJson(x: Exchange, status: number, value: unknown, headers: Headers = []): void {

@@ -44,13 +44,13 @@ const MAX_DICT_ID = 0xffffffff;
 /** Known paths and their methods: another method on them is 405, not 404. */
 const ROUTES: ReadonlyArray<readonly [pattern: string, allow: string]> = [
   ['/v1/push', 'POST'],
-  ['/v1/devices/:id', 'GET'],
+  ['/v1/devices/:id', 'GET, HEAD'],
   ['/v1/devices/:id/session', 'DELETE'],
-  ['/v1/dicts/:id', 'GET'],
+  ['/v1/dicts/:id', 'GET, HEAD'],
   ['/v1/dicts', 'POST'],
-  ['/metrics', 'GET'],
-  ['/healthz', 'GET'],
-  ['/readyz', 'GET'],
+  ['/metrics', 'GET, HEAD'],
+  ['/healthz', 'GET, HEAD'],
+  ['/readyz', 'GET, HEAD'],
 ];
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -77,7 +77,8 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
   const route =
     (name: string, handler: (x: Exchange, req: HttpRequest) => Promise<void> | void) =>
     (res: HttpResponse, req: HttpRequest): void => {
-      const x = begin(res);
+      // HEAD anywhere (a GET route's, or a 404/405) answers headers only.
+      const x = begin(res, req.getCaseSensitiveMethod() === 'HEAD');
       try {
         const p = handler(x, req);
         if (p) p.catch((err: unknown) => fail(x, err, name));
@@ -91,6 +92,12 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
     const key = authorize(req.getHeader('authorization'), opts.keys());
     if (key === null) replyError(x, new ApiError('UNAUTHORIZED', 'missing or unknown API key (Authorization: Bearer <key>)'));
     return key;
+  };
+
+  /** A GET route, and HEAD on it (RFC 9110: the same status and headers, no body; load balancers probe with it). */
+  const get = (pattern: string, name: string, handler: (x: Exchange, req: HttpRequest) => Promise<void> | void): void => {
+    app.get(pattern, route(name, handler));
+    app.head(pattern, route(name, handler));
   };
 
   app.post(
@@ -131,16 +138,13 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
     }),
   );
 
-  app.get(
-    '/v1/devices/:id',
-    route('device', async (x, req) => {
+  get('/v1/devices/:id', 'device', async (x, req) => {
       if (authed(x, req) === null) return;
       const id = deviceParam(req.getParameter(0));
       const info = await backend.deviceInfo(id);
       if (info === null) throw new ApiError('NOT_FOUND', `device ${JSON.stringify(id)} was never seen`);
       replyJson(x, 200, info);
-    }),
-  );
+    });
 
   app.del(
     '/v1/devices/:id/session',
@@ -180,9 +184,7 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
   );
 
   // no auth: devices fetch dictionaries by the dict_url of WELCOME
-  app.get(
-    '/v1/dicts/:id',
-    route('dict', async (x, req) => {
+  get('/v1/dicts/:id', 'dict', async (x, req) => {
       const param = req.getParameter(0);
       const ifNoneMatch = req.getHeader('if-none-match');
       const id = /^\d{1,10}$/.test(param) ? Number(param) : -1;
@@ -195,33 +197,23 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
       ] as const;
       if (etagMatches(ifNoneMatch, etag)) return reply(x, 304, headers, null);
       reply(x, 200, [['Content-Type', 'application/octet-stream'], ...headers], bytes);
-    }),
-  );
+    });
 
-  app.get(
-    '/metrics',
-    route('metrics', async (x) => {
+  get('/metrics', 'metrics', async (x) => {
       const m = await backend.metrics();
       reply(x, 200, [['Content-Type', m.contentType]], m.body);
-    }),
-  );
+    });
 
-  app.get(
-    '/healthz',
-    route('healthz', (x) => replyJson(x, 200, { ok: true })),
-  );
+  get('/healthz', 'healthz', (x) => replyJson(x, 200, { ok: true }));
 
-  app.get(
-    '/readyz',
-    route('readyz', async (x) => {
+  get('/readyz', 'readyz', async (x) => {
       const r = await backend.ready();
       if (r.ok) return replyJson(x, 200, { ok: true, reasons: [] });
       const message = r.reasons.length > 0 ? `not ready: ${r.reasons.join('; ')}` : 'not ready';
       replyJson(x, 503, { ok: false, reasons: r.reasons, error: { code: 'NOT_READY', message } }, [
         ['Retry-After', String(READY_RETRY_AFTER_S)],
       ]);
-    }),
-  );
+    });
 
   for (const [pattern, allow] of ROUTES) {
     // uWS prefers a method's own handler over `any` on the same pattern
