@@ -43,9 +43,12 @@ export class WorkerProc {
   send(m: ToWorker): void {
     if (this.exited || !this.worker.isConnected()) return;
     try {
-      this.worker.send(m);
+      // With a callback, a channel that closed meanwhile (EPIPE: the worker is exiting,
+      // e.g. a SIGTERM sent to the whole process group) is reported here, not as an
+      // 'error' event that would end the primary. Its exit is on the way either way.
+      this.worker.send(m, undefined, undefined, () => {});
     } catch {
-      // the channel closed between the check and the send; its exit is on the way
+      // the channel closed between the check and the send
     }
   }
 
@@ -108,6 +111,8 @@ export class WorkerPool {
       if (isMoorMessage(m)) this.onMessage(p, m as ToPrimary);
     });
     p.worker.on('exit', (code, signal) => this.onExit(p, code, signal));
+    // IPC errors (a send racing the worker's exit) are not the primary's end: 'exit' follows.
+    p.worker.on('error', (err: Error) => this.log.debug({ err, worker: index }, 'worker channel error'));
     return p;
   }
 
