@@ -13,6 +13,7 @@ import { moor } from '../src/protocol/generated/moor';
 import { BODIES, COMPRESSION_ARGS, deflate, feedSamples, nextPush, settle, type Trained, train } from './helpers/compression';
 import { connect, expectError, expectFrame, type TransportName } from './helpers/device';
 import { type Gateway, startGateway } from './helpers/gateway';
+import { keepAlive } from './helpers/keep-alive';
 
 let gw: Gateway;
 let dict: Trained;
@@ -119,6 +120,18 @@ describe('dictionaries over HTTP', () => {
       assert.deepEqual(await res.json(), { error: { code: 'NOT_FOUND', message: `no dictionary "${id}"` } });
     }
     assert.deepEqual(viaApi.body, { error: { code: 'NOT_FOUND', message: 'no dictionary "12345"' } });
+    // HEAD: headers and the GET's Content-Length, no body; the connection goes on.
+    const [head, miss, other, after] = await keepAlive(gw.wsPort, [
+      `HEAD /v1/dicts/${dict.id} HTTP/1.1\r\nHost: x\r\n\r\n`,
+      'HEAD /v1/dicts/12345 HTTP/1.1\r\nHost: x\r\n\r\n',
+      'HEAD /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n',
+      `GET /v1/dicts/${dict.id} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    ]);
+    assert.match(head, new RegExp(`^HTTP/1\\.1 200 [\\s\\S]*content-length: ${dict.bytes.length}\r\n`, 'i'));
+    assert.match(miss, /^HTTP\/1\.1 404 /);
+    assert.match(other, /^HTTP\/1\.1 404 /);
+    for (const r of [head, miss, other]) assert.ok(r.endsWith('\r\n\r\n'), r);
+    assert.ok(after.endsWith(dict.bytes.toString('latin1')), 'the GET after them gets the bytes');
   });
 
   test('POST /v1/dicts needs the API key', async () => {

@@ -44,19 +44,27 @@ export function reply(
   res.cork(() => {
     res.writeStatus(STATUS_TEXT[status] ?? String(status));
     for (const [k, v] of headers) res.writeHeader(k, v);
-    // No arguments: uWS then writes no Content-Length (a 204 must not have one). An
-    // undefined length argument became Content-Length 2^63, and the client waited for it.
-    if (body === null && closeConnection) res.endWithoutBody(0, true);
-    else if (body === null) res.endWithoutBody();
-    else if (x.head) {
-      // The length the GET would send. Not through endWithoutBody(length): this uWS then
-      // waits for that many bytes, and the connection's next request is never answered.
-      res.writeHeader('Content-Length', String(byteLength(body)));
-      if (closeConnection) res.endWithoutBody(0, true);
-      else res.endWithoutBody();
-    }
-    else res.end(body, closeConnection);
+    endResponse(res, body, x.head, closeConnection);
   });
+}
+
+/**
+ * Ends a response (inside its cork): with `body`, or for a HEAD request with only the
+ * Content-Length the body would have. Without a body uWS must get no length argument:
+ * it then writes no Content-Length (a 204 must not have one); this uWS took an undefined
+ * length as 2^63, and endWithoutBody(n) waits for n more bytes, so the connection's next
+ * request was never answered.
+ */
+export function endResponse(res: HttpResponse, body: RecognizedString | null, head: boolean, closeConnection = false): void {
+  if (body === null) {
+    if (closeConnection) res.endWithoutBody(0, true);
+    else res.endWithoutBody();
+  } else if (!head) res.end(body, closeConnection);
+  else {
+    // A HEAD's answer leaves no body unread, so its connection is kept either way.
+    res.writeHeader('Content-Length', String(byteLength(body)));
+    res.endWithoutBody();
+  }
 }
 
 function byteLength(body: RecognizedString): number {

@@ -7,8 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import { ApiError, STATUS_TEXT } from '../api/errors';
-import { JSON_TYPE } from '../api/http';
-import type { HttpResponse, TemplatedApp } from '../util/uws';
+import { endResponse, JSON_TYPE } from '../api/http';
+import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws';
 
 export const DICT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
 
@@ -30,7 +30,8 @@ export interface DictRouteLog {
 
 /** Adds the route to a uWS app; `lookup` answers the bytes or null. */
 export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promise<Buffer | null>, log: DictRouteLog): void {
-  app.get('/v1/dicts/:id', (res: HttpResponse, req) => {
+  const handler = (res: HttpResponse, req: HttpRequest): void => {
+    const head = req.getCaseSensitiveMethod() === 'HEAD';
     const param = req.getParameter(0) ?? '';
     const inm = req.getHeader('if-none-match');
     let aborted = false;
@@ -43,8 +44,7 @@ export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promi
       res.cork(() => {
         res.writeStatus(status);
         for (const [k, v] of headers) res.writeHeader(k, v);
-        if (body === null) res.endWithoutBody();
-        else res.end(body);
+        endResponse(res, body, head);
       });
     };
     const answerError = (e: ApiError): void => {
@@ -69,5 +69,7 @@ export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promi
         answerError(new ApiError('STORE_UNAVAILABLE', 'the store is unavailable; retry later', { retryAfterS: 5 }));
       },
     );
-  });
+  };
+  app.get('/v1/dicts/:id', handler);
+  app.head('/v1/dicts/:id', handler);
 }
