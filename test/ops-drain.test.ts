@@ -30,6 +30,17 @@ async function until(cond: () => boolean, timeoutMs: number, what: string): Prom
 const freeRun = (n: number): Promise<number> => freePort(Array.from({ length: n - 1 }, (_, i) => i + 1));
 
 describe('SIGTERM drain', () => {
+  test('a SIGTERM to every process at once (the whole group) still drains: devices get GOAWAY, exit 0', async () => {
+    const gw = await startGateway(['--drain.window_ms=1000', '--drain.grace_ms=300']);
+    const devices = [await connect(gw, 'ws', 'group-ws'), await connect(gw, 'tcp', 'group-tcp')];
+    // As `kill -TERM -<pgid>` or a unit with KillMode=control-group: workers first.
+    for (const pid of gw.workerPids().values()) process.kill(pid, 'SIGTERM');
+    gw.proc.kill('SIGTERM');
+    for (const d of devices) assert.equal(moor.v1.GoAway.decode(await expectFrame(d.conn, FrameType.GOAWAY, 3_000)).reason, GoAwayReason.DRAINING);
+    assert.equal(await gw.stop(), 0);
+    assert.ok(gw.logs.some((l) => l.msg === 'SIGTERM ignored: the primary drains the workers (send it to the primary)'));
+  });
+
   test('GOAWAY reconnect_after_ms is spread evenly over the window; stragglers are closed after window + grace; exit 0', async () => {
     const WINDOW = 2_000;
     const GRACE = 600;

@@ -90,7 +90,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   }
   // The primary coordinates stopping and reloading: a terminal's Ctrl-C (SIGINT to the
   // whole process group) or `systemctl kill -s HUP|USR2 moor` (every process) must not
-  // end a worker. SIGTERM still does, for a primary that kills a worker that is starting.
+  // end a worker. SIGTERM still does until the worker listens (the primary stops a worker
+  // that is starting that way); after that, see below.
   for (const sig of ['SIGINT', 'SIGHUP', 'SIGUSR2'] as const) process.on(sig, () => {});
 
   let draining = false;
@@ -151,6 +152,11 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   // Logged first, so this line precedes the primary's "moor ready" in the shared stdout.
   log.info({ ws: config.ws.port, resume: spec.resumePorts[index], tcp: config.tcp.port, api: api.port }, 'worker listening');
   tell({ type: 'moor:listening', index });
+  // Listening, the worker leaves SIGTERM to the primary, which drains it (GOAWAY, grace)
+  // when it gets one itself: a SIGTERM to the whole process group (a unit without
+  // KillMode=mixed, `pkill`, `timeout`) would otherwise drop every device at once, with
+  // no GOAWAY, into a reconnect storm. SIGKILL still stops a worker; the primary restarts it.
+  process.on('SIGTERM', () => log.info('SIGTERM ignored: the primary drains the workers (send it to the primary)'));
   const stats = setInterval(() => tell({ type: 'moor:stats', index, ws: gw.hub.counts[0], tcp: gw.hub.counts[1] }), STATS_INTERVAL_MS);
   stats.unref();
 }
