@@ -195,6 +195,9 @@ export class WorkerPool {
   private onMessage(p: WorkerProc, m: ToPrimary): void {
     switch (m.type) {
       case 'moor:listening':
+        // Stopped (SIGTERM) while it was starting, it began listening meanwhile, and
+        // listening workers ignore SIGTERM (worker.ts): it holds no devices yet.
+        if (this.stopping && p.killed) return void p.kill('SIGKILL');
         p.listening = true;
         p.lastReport = Date.now();
         this.onListening(p);
