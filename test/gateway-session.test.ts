@@ -92,6 +92,38 @@ for (const t of TRANSPORTS) {
       await conn.closed(3000);
     });
 
+    it('HELLO.device_id: 128 bytes is fine; empty or 129 bytes is PROTOCOL_ERROR', async () => {
+      const ok = `${'é'.repeat(62)}-${t}`.padEnd(128 - 62, 'x'); // 62 two-byte chars + ASCII: 128 bytes
+      assert.equal(Buffer.byteLength(ok), 128);
+      const d = await connect(gw, t, ok);
+      d.conn.close();
+      for (const deviceId of ['', `${ok}y`]) {
+        const conn = await open(gw, t);
+        conn.send(hello({ deviceId, token: await gw.token(deviceId || 'nobody') }));
+        const err = await expectError(conn);
+        assert.equal(err.code, ErrorCode.PROTOCOL_ERROR, err.message);
+        assert.match(err.message, /device_id/);
+        await conn.closed(3000);
+      }
+    });
+
+    if (t === 'tcp') {
+      it('frames pipelined behind HELLO run after WELCOME, in order; more than 32 before WELCOME is PROTOCOL_ERROR', async () => {
+        const ping = Buffer.from([0x03, 0x00, 0x00, 0x00]);
+        const ok = await open(gw, t);
+        ok.send(Buffer.concat([hello({ deviceId: 'pipelined-32', token: await gw.token('pipelined-32') }), ...Array(32).fill(ping)]));
+        await expectFrame(ok, FrameType.WELCOME);
+        for (let i = 0; i < 32; i++) await expectFrame(ok, FrameType.PONG);
+        ok.close();
+        const over = await open(gw, t);
+        over.send(Buffer.concat([hello({ deviceId: 'pipelined-33', token: await gw.token('pipelined-33') }), ...Array(33).fill(ping)]));
+        const err = await expectError(over);
+        assert.equal(err.code, ErrorCode.PROTOCOL_ERROR);
+        assert.match(err.message, /too many frames before WELCOME/);
+        await over.closed(3000);
+      });
+    }
+
     it('a second HELLO is PROTOCOL_ERROR', async () => {
       const { conn } = await connect(gw, t, `twice-${t}`);
       conn.send(hello({ deviceId: `twice-${t}`, token: await gw.token(`twice-${t}`) }));

@@ -3,6 +3,8 @@
  * session. Validation errors answer ERROR and close; store or upstream trouble never
  * kills the worker.
  */
+
+import { MAX_DEVICE_ID_BYTES } from '../api/validate-push';
 import { ErrorCode, FrameType } from '../protocol/constants';
 import { moor } from '../protocol/generated/moor';
 import { AuthError } from './auth';
@@ -12,7 +14,6 @@ import type { Gateway } from './gateway';
 import { type Session, SessionState, TransportKind } from './session';
 
 const v1 = moor.v1;
-const MAX_DEVICE_ID_BYTES = 128;
 
 export function handleHello(gw: Gateway, s: Session, payload: Buffer): void {
   let hello: moor.v1.Hello;
