@@ -55,7 +55,7 @@ export function reply(
  * length as 2^63, and endWithoutBody(n) waits for n more bytes, so the connection's next
  * request was never answered.
  */
-export function endResponse(res: HttpResponse, body: RecognizedString | null, head: boolean, closeConnection = false): void {
+function endResponse(res: HttpResponse, body: RecognizedString | null, head: boolean, closeConnection = false): void {
   if (body === null) {
     if (closeConnection) res.endWithoutBody(0, true);
     else res.endWithoutBody();

@@ -87,8 +87,9 @@ export async function reloadConfig(ctx: ReloadContext): Promise<ReloadOutcome> {
   const acked = await pool.until(() => (targets.every((p) => p.exited || p.generation >= gen) ? true : null), ACK_TIMEOUT_MS);
   const missing = targets.filter((p) => !p.exited && p.generation < gen).map((p) => p.index);
   // Whether the files' contents changed only the workers know: each logs "tls certificate reloaded" when they did.
-  const reread = resolved.tls.cert !== '' ? { reread: ['tls.cert', 'tls.key'] } : {};
-  const tlsNote = resolved.tls.cert !== '' ? '; TLS certificate and key files re-read by the workers' : '';
+  const tls = resolved.tls.cert !== '';
+  const reread = tls ? { reread: ['tls.cert', 'tls.key'] } : {};
+  const tlsNote = tls ? '; TLS certificate and key files re-read by the workers' : '';
   const fields = { applied: plan.live, refused: plan.restart, ...reread, ...(acked ? {} : { not_confirmed_by: missing }) };
   if (plan.live.length === 0 && plan.restart.length === 0) log.info(fields, `config reloaded: nothing changed in the config${tlsNote}`);
   else log.info(fields, `config reloaded: applied ${plan.live.join(', ') || 'nothing'}${plan.restart.length ? `; refused (restart needed) ${plan.restart.join(', ')}` : ''}${tlsNote}`);

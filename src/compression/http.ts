@@ -6,8 +6,8 @@
  * API's JSON shape.
  */
 import { createHash } from 'node:crypto';
-import { ApiError, STATUS_TEXT } from '../api/errors';
-import { endResponse, JSON_TYPE } from '../api/http';
+import { ApiError } from '../api/errors';
+import { begin, reply, replyError } from '../api/http';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws';
 
 export const DICT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
@@ -31,42 +31,26 @@ export interface DictRouteLog {
 /** Adds the route to a uWS app; `lookup` answers the bytes or null. */
 export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promise<Buffer | null>, log: DictRouteLog): void {
   const handler = (res: HttpResponse, req: HttpRequest): void => {
-    const head = req.getCaseSensitiveMethod() === 'HEAD';
+    // The API's exchange: abort-safe, corked, HEAD answered without a body.
+    const x = begin(res, req.getCaseSensitiveMethod() === 'HEAD');
     const param = req.getParameter(0) ?? '';
     const inm = req.getHeader('if-none-match');
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-    });
     const id = /^\d{1,10}$/.test(param) ? Number(param) : -1;
-    const answer = (status: string, headers: Array<[string, string]>, body: Buffer | string | null): void => {
-      if (aborted) return;
-      res.cork(() => {
-        res.writeStatus(status);
-        for (const [k, v] of headers) res.writeHeader(k, v);
-        endResponse(res, body, head);
-      });
-    };
-    const answerError = (e: ApiError): void => {
-      const headers: Array<[string, string]> = [['Content-Type', JSON_TYPE]];
-      if (e.retryAfterS !== undefined) headers.push(['Retry-After', String(e.retryAfterS)]);
-      answer(STATUS_TEXT[e.status] ?? String(e.status), headers, JSON.stringify(e.toJSON()));
-    };
     const found = id > 0 && id <= 0xffffffff ? lookup(id) : Promise.resolve(null);
     found.then(
       (bytes) => {
-        if (bytes === null) return answerError(new ApiError('NOT_FOUND', `no dictionary ${JSON.stringify(param)}`));
+        if (bytes === null) return replyError(x, new ApiError('NOT_FOUND', `no dictionary ${JSON.stringify(param)}`));
         const etag = dictEtag(bytes);
-        const headers: Array<[string, string]> = [
+        const headers = [
           ['ETag', etag],
           ['Cache-Control', DICT_CACHE_CONTROL],
-        ];
-        if (etagMatches(inm, etag)) return answer('304 Not Modified', headers, null);
-        answer('200 OK', [['Content-Type', 'application/octet-stream'], ...headers], bytes);
+        ] as const;
+        if (etagMatches(inm, etag)) return reply(x, 304, headers, null);
+        reply(x, 200, [['Content-Type', 'application/octet-stream'], ...headers], bytes);
       },
       (err: unknown) => {
         log.warn({ err, dict: id }, 'dictionary lookup failed');
-        answerError(new ApiError('STORE_UNAVAILABLE', 'the store is unavailable; retry later', { retryAfterS: 5 }));
+        replyError(x, new ApiError('STORE_UNAVAILABLE', 'the store is unavailable; retry later', { retryAfterS: 5 }));
       },
     );
   };

@@ -3,7 +3,6 @@
  * session. Validation errors answer ERROR and close; store or upstream trouble never
  * kills the worker.
  */
-
 import { MAX_DEVICE_ID_BYTES } from '../api/validate-push';
 import { ErrorCode, FrameType } from '../protocol/constants';
 import { moor } from '../protocol/generated/moor';

@@ -19,7 +19,7 @@
  *   builds linked against OpenSSL, where it is what frees idle buffers.
  */
 import type { Logger } from 'pino';
-import { endResponse } from '../api/http';
+import { begin, reply } from '../api/http';
 import { attachDictRoute } from '../compression/http';
 import type { Config } from '../config/types';
 import type { Gateway } from '../gateway/gateway';
@@ -54,11 +54,8 @@ function buildApp(gw: Gateway, config: Config, pem: PemPair | null): UwsApp {
   // dict_url points here: devices reach this listener, not the API (127.0.0.1 by default).
   attachDictRoute(app, (id) => gw.compression.dictBytes(id), gw.deps.log);
   app.any('/*', (res, req) => {
-    const head = req.getCaseSensitiveMethod() === 'HEAD';
-    res.cork(() => {
-      res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain');
-      endResponse(res, `moor/1 WebSocket endpoint is ${config.ws.path}\n`, head);
-    });
+    const x = begin(res, req.getCaseSensitiveMethod() === 'HEAD');
+    reply(x, 404, [['Content-Type', 'text/plain']], `moor/1 WebSocket endpoint is ${config.ws.path}\n`);
   });
   return app;
 }
