@@ -44,11 +44,12 @@ export { freePort } from './ports';
 /** `bare`: pass only `args` (a test that brings its own --config); the TCP port then comes from the ready line. */
 export async function startGateway(args: string[] = [], opts: { workers?: number; storePath?: string; env?: NodeJS.ProcessEnv; bare?: boolean } = {}): Promise<Gateway> {
   const storePath = opts.storePath ?? mkdtempSync(path.join(os.tmpdir(), 'moor-test-'));
-  const tcpPort = await freePort();
   const workers = opts.workers ?? 2;
-  // Every listener on a port named here (ports.ts), not 0: the primary would find a free
-  // port by binding 0 and hand it to the workers, the same race as above.
-  const [wsPort, apiListenPort, resumeBase] = opts.bare ? [0, 0, 0] : [await freePort(), await freePort(), await freePort(Array.from({ length: workers - 1 }, (_, i) => i + 1))];
+  // Every listener on a port named here (ports.ts), not 0, and all from one free run
+  // (TCP, WebSocket, API, then one resume port per worker), so no two picks can collide.
+  const base = await freePort(Array.from({ length: workers + 2 }, (_, i) => i + 1));
+  const tcpPort = base;
+  const [wsPort, apiListenPort, resumeBase] = opts.bare ? [0, 0, 0] : [base + 1, base + 2, base + 3];
   const defaults = opts.bare
     ? []
     : [
