@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { pushCorpus } from '../bench/lib/push-corpus';
+import { pushCorpus, rng } from '../bench/lib/push-corpus';
 import { Codec, compressionCodec, Deflater, dictIdOf, InflateFault, Inflater, setDictId } from '../src/compression/codec';
 import { DictTable } from '../src/compression/dicts';
 import { type DictIndex, type MetaStore, readIndex, writeInUse, writeSamples } from '../src/compression/docs';
@@ -154,10 +154,44 @@ describe('LagPolicy', () => {
 });
 
 describe('SampleRing', () => {
+  test('a circular log of the newest samples within its bytes, whatever their sizes (property)', () => {
+    const r = rng(7);
+    for (let run = 0; run < 200; run++) {
+      const cap = 64 + Math.floor(r() * 4000);
+      const ring = new SampleRing(cap, () => 1);
+      const added: Buffer[] = [];
+      let biggest = 0;
+      for (let i = 0; i < 300; i++) {
+        const s = Buffer.alloc(1 + Math.floor(r() * (r() < 0.1 ? cap : 120)), i % 251);
+        ring.add(s);
+        if (4 + s.length <= cap) {
+          added.push(s);
+          biggest = Math.max(biggest, 4 + s.length);
+        }
+        // What it must hold: the longest run of newest samples whose records fit in cap.
+        let want = 0;
+        let bytes = 0;
+        for (let k = added.length - 1; k >= 0 && bytes + 4 + added[k].length <= cap; k--) {
+          bytes += 4 + added[k].length;
+          want++;
+        }
+        const got = ring.samples();
+        const gotBytes = got.reduce((n, x) => n + 4 + x.length, 0);
+        assert.ok(got.length <= want && got.length >= Math.min(want, 1), `run ${run} step ${i}: ${got.length} of at most ${want}`);
+        // Wrapping wastes less than one record at the end, and the gap before the oldest less than another.
+        assert.ok(bytes === 0 || gotBytes > bytes - 2 * biggest, `run ${run} step ${i}: ${gotBytes} B kept of ${bytes}`);
+        assert.deepEqual(got, added.slice(added.length - got.length), `run ${run} step ${i}: the newest, in order`);
+        assert.equal(ring.size, got.length);
+      }
+    }
+  });
+
   test('one in N, de-duplicated by push id, bounded by bytes (newest kept), stored and loaded', () => {
     const ring = new SampleRing(64 * 1024, () => 2);
-    for (let i = 0; i < 1000; i++) ring.offer(`p${i}`, Buffer.alloc(100, i % 256));
-    assert.equal(ring.size, 399, '500 sampled, the ring holds 64 KiB / (100 + 64) of them');
+    for (let i = 0; i < 2000; i++) ring.offer(`p${i}`, Buffer.alloc(100, i % 256));
+    const fit = Math.floor((64 * 1024) / 104);
+    assert.ok(ring.size >= fit - 1 && ring.size <= fit, `1,000 sampled, the ring holds 64 KiB / (4 + 100) of them (less one record lost to wrapping): ${ring.size}`);
+    assert.deepEqual(ring.samples().at(-1), Buffer.alloc(100, 1999 % 256), 'newest kept');
     const before = ring.size;
     for (let i = 0; i < 50; i++) ring.offer('same', Buffer.alloc(100, 1));
     assert.ok(ring.size - before <= 1, 'a push to many devices is one offer');
@@ -172,6 +206,7 @@ describe('SampleRing', () => {
     assert.deepEqual(again.samples().at(-1), ring.samples().at(-1));
     assert.deepEqual(decodeSamples(encodeSamples([Buffer.from('ab'), Buffer.from('c')])), [Buffer.from('ab'), Buffer.from('c')]);
     assert.deepEqual(decodeSamples(Buffer.from([5, 0, 0, 0, 1])), [], 'a torn entry is dropped');
+    assert.deepEqual(again.samples(), ring.samples());
     const off = new SampleRing(64 * 1024, () => 0);
     off.offer('x', Buffer.alloc(10));
     assert.equal(off.size, 0, 'sample_one_in = 0 samples nothing');
