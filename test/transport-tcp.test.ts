@@ -6,8 +6,10 @@
  * exactly what it sent.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { hello, RawConnection } from '../src/client/raw';
+import { sharedReads } from '../src/gateway/transport-tcp';
 import { ErrorCode, FrameType } from '../src/protocol/constants';
 import { encodeFrame } from '../src/protocol/encoder';
 import { expectError, expectFrame, expectSilence } from './helpers/device';
@@ -22,6 +24,36 @@ after(async () => {
 });
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('raw TCP reads into one buffer per worker', () => {
+  it('an accepted plain socket reads through the onread callback, with no data events, on this node', async () => {
+    const got: string[] = [];
+    let taken: boolean | null = null;
+    let dataEvents = 0;
+    const srv = net.createServer((sock) => {
+      taken = sharedReads(sock);
+      // The transport's callback sits under node's kBufferCb; wrap it to see the bytes.
+      const k = Object.getOwnPropertySymbols(sock).find((x) => x.description === 'kBufferCb') as symbol;
+      const own = sock as unknown as Record<symbol, unknown>;
+      own[k] = (n: number, buf: Buffer) => {
+        got.push(buf.subarray(0, n).toString());
+        if (got.join('') === 'abcdef') sock.end();
+      };
+      sock.on('data', () => dataEvents++);
+      assert.equal(sharedReads(sock), false, 'a socket already in onread mode is left alone');
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const c = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+    c.write('abc');
+    await new Promise((r) => setTimeout(r, 20));
+    c.write('def');
+    await new Promise((r) => c.on('close', r));
+    srv.close();
+    assert.equal(taken, true, 'node 20 has the onread internals the transport relies on (else every read allocates again)');
+    assert.equal(got.join(''), 'abcdef');
+    assert.equal(dataEvents, 0);
+  });
+});
 
 describe('raw TCP decoder sharing', () => {
   it('interleaved sockets with frames split across reads each decode their own frames', async () => {
