@@ -97,11 +97,13 @@ function sharedDecoder(maxFrame: number): FrameDecoderLike {
  */
 let kBuffer: symbol | undefined;
 let kBufferCb: symbol | undefined;
+let looked = false;
 
 function findSymbols(sock: net.Socket): void {
   const symbols = Object.getOwnPropertySymbols(sock);
   kBuffer = symbols.find((x) => x.description === 'kBuffer');
   kBufferCb = symbols.find((x) => x.description === 'kBufferCb');
+  looked = true;
 }
 
 /** Every plain socket's reads, one at a time: frames are decoded before the next read. */
@@ -112,7 +114,7 @@ type OnreadSocket = Record<symbol, unknown> & { _handle?: UserBufferHandle | nul
 
 /** Puts an accepted plain socket in onread mode on READ_BUFFER; false when this node cannot. */
 export function sharedReads(sock: net.Socket): boolean {
-  if (kBufferCb === undefined) findSymbols(sock);
+  if (!looked) findSymbols(sock);
   const o = sock as unknown as OnreadSocket;
   const handle = o._handle;
   if (kBuffer === undefined || kBufferCb === undefined || !handle || typeof handle.useUserBuffer !== 'function') return false;
