@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { replay } from '../src/gateway/delivery';
+import { deliverLocal, replay } from '../src/gateway/delivery';
 import type { Gateway } from '../src/gateway/gateway';
 import { Session, SessionState, type Transport, TransportKind } from '../src/gateway/session';
+import type { PushHeader } from '../src/mesh/ops';
 import type { ReadResult } from '../src/store/store';
 
 function fakes(pages: ReadResult[]) {
@@ -74,4 +75,32 @@ test('replay state lives off the session object while idle', () => {
   s.replaying--;
   assert.equal(s.liveMissed, 0);
   assert.equal((s as unknown as { rare: unknown }).rare, null);
+});
+
+test('live durable pushes arriving out of order go out in seq order, from the inbox, each once', async () => {
+  // Pushes that enter through two workers race to the holder: 27 got here before 25 and 26.
+  const { gw, s, reads, sent } = fakes([{ pushes: [push(25), push(26), push(27)], more: false, headSeq: 27 }]);
+  Object.assign(gw, {
+    hub: { get: () => s },
+    flow: { deliver: (_h: PushHeader, devs: Array<[string, number]>, fn: (d: Array<[string, number]>) => void) => fn(devs), holdDurable: () => false },
+  });
+  Object.assign(gw.compression, { transient: () => () => Buffer.alloc(0) });
+  s.sentSeq = 24;
+  const h: PushHeader = { id: 'p', topic: '', priority: 0, exp: 0, sent: Date.now() };
+  const live = (seq: number) => deliverLocal(gw, h, [['d', seq]], Buffer.alloc(0));
+  live(27);
+  live(25); // during the replay: left to it
+  await settle(s);
+  live(26); // after it: sent already
+  live(28); // next in order: sent live
+  assert.deepEqual(reads, [24], 'one read of the inbox after the last seq sent');
+  assert.deepEqual(sent, [25, 26, 27, 28]);
+  assert.equal(s.sentSeq, 28);
+});
+
+test('a replay that finds nothing to send moves sentSeq to the head it saw, so the next live push is in order', async () => {
+  const { gw, s } = fakes([{ pushes: [], more: false, headSeq: 10 }]);
+  replay(gw, s, 0); // everything up to 10 was acked or expired
+  await settle(s);
+  assert.equal(s.sentSeq, 10);
 });

@@ -74,6 +74,9 @@ async function replayLoop(gw: Gateway, s: Session, cursor: number): Promise<void
       readEmpty = r.pushes.length === 0;
       continue;
     }
+    // Every stored seq up to the head this read saw was sent or is gone (acked, expired):
+    // a live push numbered head + 1 is next in order.
+    if (r.headSeq > s.sentSeq) s.sentSeq = r.headSeq;
     return;
   }
 }
@@ -112,13 +115,26 @@ function deliverNow(gw: Gateway, h: PushHeader, devs: Array<[string, number]>, b
   for (const [deviceId, seq] of devs) {
     const s = gw.hub.get(deviceId);
     if (!s || s.state !== SessionState.OPEN) continue;
-    if (seq > 0 && s.replaying > 0) {
-      // The replay loop reads the inbox again up to this seq.
-      if (seq > s.liveMissed) s.liveMissed = seq;
-      continue;
+    if (seq > 0) {
+      // Sent already, by a replay that read it from the inbox.
+      if (seq <= s.sentSeq) continue;
+      if (s.replaying > 0) {
+        // The replay loop reads the inbox again up to this seq.
+        if (seq > s.liveMissed) s.liveMissed = seq;
+        continue;
+      }
+      // An earlier seq is not sent yet: still on its way (pushes entering through two
+      // workers race to the holder), held back, or dropped. Sending this one first would
+      // break the order last_seq relies on (it counts as a cumulative ACK), so the inbox,
+      // which holds them all in order, sends both.
+      if (seq > s.sentSeq + 1) {
+        s.liveMissed = seq;
+        replay(gw, s, s.sentSeq);
+        continue;
+      }
+      // A paced push's notice, or a session too far behind to buffer more: it comes from the inbox.
+      if (gw.flow.holdDurable(s, seq, h.inbox === 1)) continue;
     }
-    // A paced push's notice, or a session too far behind to buffer more: it comes from the inbox.
-    if (seq > 0 && gw.flow.holdDurable(s, seq, h.inbox === 1)) continue;
     let frame: Buffer;
     if (seq === 0) frame = transient(s);
     else frame = gw.compression.pushFrame(s, seq, t);

@@ -79,12 +79,12 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
   }
   if (s.state !== SessionState.AUTHENTICATING) return;
 
-  const lastSeq = hello.lastSeq;
+  // A device cannot have processed seqs that do not exist yet.
+  const lastSeq = Math.min(hello.lastSeq, heads.headSeq);
   s.sentSeq = lastSeq;
   s.ackedSeq = heads.ackedSeq;
   // last_seq is what the device has processed: an implicit cumulative ACK.
-  const implicit = Math.min(lastSeq, heads.headSeq);
-  if (implicit > s.ackedSeq) ack(gw, s, implicit, []);
+  if (lastSeq > s.ackedSeq) ack(gw, s, lastSeq, []);
   // Broadcast walks the hub (src/flow/jobs.ts): only named topics are indexed or subscribed.
   if (s.transport.kind === TransportKind.TCP && topics.length) s.topics = topics.map((k) => gw.compression.topic(topicKey(k), s));
   // WELCOME waits until the directory shard knows this session: from then on the API
