@@ -202,12 +202,14 @@ describe('moor push', () => {
     assert.equal((await moor(['push', '--device-ids', 'a, b,c', ...base])).code, 0);
     assert.equal((await moor(['push', '--topic', 'news', ...base])).code, 0);
     assert.equal((await moor(['push', '--all', ...base])).code, 0);
+    assert.equal((await moor(['push', '--device', 'a', '--ttl', '0s', ...base])).code, 0, '0s = no expiry, as ttl_s 0');
     assert.deepEqual(
       seen.map((s) => s.body),
       [
         { device_ids: ['a', 'b', 'c'], body: 'b' },
         { topic: 'news', body: 'b' },
         { all: true, body: 'b' },
+        { device_id: 'a', body: 'b', ttl_s: 0 },
       ],
     );
   });

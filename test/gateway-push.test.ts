@@ -237,6 +237,42 @@ describe('device API', () => {
     d.conn.close();
   });
 
+  it('the same id sent concurrently is stored and delivered once, and every request gets its answer', async () => {
+    const body = { device_id: 'idem-race', body: 'once', id: 'order-race' };
+    const answers = await Promise.all(Array.from({ length: 8 }, () => gw.api('POST', '/v1/push', body)));
+    for (const a of answers) {
+      assert.equal(a.status, 202, JSON.stringify(a.body));
+      assert.deepEqual(a.body, answers[0].body);
+    }
+    assert.deepEqual(answers[0].body.seqs, [1]);
+    const d = await connect(gw, 'tcp', 'idem-race');
+    assert.equal(d.welcome.headSeq, 1);
+    assert.equal((await expectPush(d.conn)).id, 'order-race');
+    await expectSilence(d.conn);
+    d.conn.close();
+  });
+
+  it('durable pushes entering through both workers at once reach an online device in seq order', async () => {
+    const id = 'order-live';
+    const { conn } = await connect(gw, 'ws', id);
+    const n = 120;
+    const sent: Array<Promise<unknown>> = [];
+    for (let i = 0; i < n; i++) {
+      sent.push(gw.api('POST', '/v1/push', { device_id: id, body: `n${i}` }));
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(sent);
+    const seqs: number[] = [];
+    for (let i = 0; i < n; i++) seqs.push((await expectPush(conn)).seq);
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: n }, (_, i) => i + 1),
+      'last_seq is a cumulative ACK: a device must never see a seq before a lower one',
+    );
+    await expectSilence(conn);
+    conn.close();
+  });
+
   it('metrics, healthz and readyz answer', async () => {
     assert.equal((await gw.api('GET', '/healthz', undefined, null)).status, 200);
     assert.equal((await gw.api('GET', '/readyz', undefined, null)).status, 200);

@@ -332,6 +332,24 @@ export function runStoreSuite(name: string, open: () => Promise<OpenedStore>): v
     );
 
     it(
+      'an idempotency key is claimed once: later claims see the claim, then the answer, then nothing once expired',
+      withStore(async (s) => {
+        const claims = await Promise.all(Array.from({ length: 8 }, () => s.claimIdempotent('c', T0, T0 + 100)));
+        assert.equal(claims.filter((c) => c === null).length, 1, 'exactly one of 8 concurrent claims wins');
+        assert.deepEqual(
+          claims.filter((c) => c !== null),
+          Array(7).fill(''),
+          'the others see a claim in progress',
+        );
+        await s.putIdempotent('c', '{"id":"c"}', T0 + 1000);
+        assert.equal(await s.claimIdempotent('c', T0 + 10, T0 + 110), '{"id":"c"}');
+        assert.equal(await s.getIdempotent('c', T0 + 10), '{"id":"c"}');
+        assert.equal(await s.claimIdempotent('c', T0 + 1000, T0 + 1100), null, 'an expired answer is claimed anew');
+        assert.equal(await s.claimIdempotent('c', T0 + 1001, T0 + 1100), '');
+      }),
+    );
+
+    it(
       'meta documents round trip as exact bytes',
       withStore(async (s) => {
         assert.equal(await s.getMeta('m'), null);

@@ -17,6 +17,8 @@ export const ApiErrorCode = {
   METHOD_NOT_ALLOWED: 405,
   /** POST /v1/dicts: fewer samples than compression.dict_min_samples. */
   TOO_FEW_SAMPLES: 409,
+  /** POST /v1/push: a push with the same id is still being stored (Retry-After). */
+  PUSH_IN_PROGRESS: 409,
   PAYLOAD_TOO_LARGE: 413,
   RATE_LIMITED: 429,
   INTERNAL: 500,

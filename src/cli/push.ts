@@ -53,7 +53,7 @@ export function pushRequestBody(args: ParsedArgs): { body: Record<string, unknow
   if (ttl !== undefined) {
     try {
       const ms = parseDuration(ttl);
-      if (ms < 1000 || ms % 1000 !== 0) errors.push(`--ttl must be whole seconds (the API takes ttl_s), got ${ttl}`);
+      if (ms % 1000 !== 0) errors.push(`--ttl must be whole seconds, e.g. 90s or 1h (the API takes ttl_s; 0s = no expiry), got ${ttl}`);
       else body.ttl_s = ms / 1000;
     } catch (err) {
       errors.push(`--ttl: ${(err as Error).message}`);

@@ -13,6 +13,11 @@ import type { Gateway } from './gateway';
 
 /** How long an idempotency key's answer is remembered. */
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+/** How long a push in progress holds its id (a worker that dies holding it frees it then). */
+const IDEMPOTENCY_CLAIM_MS = 30_000;
+/** How long a request with the id of a push in progress waits for its answer, and how often it looks. */
+const IDEMPOTENCY_WAIT_MS = 10_000;
+const IDEMPOTENCY_POLL_MS = 20;
 
 export class StoreUnavailableError extends Error {
   readonly code = 'STORE_UNAVAILABLE' as const;
@@ -35,19 +40,43 @@ export class WorkerBackend implements ApiBackend {
   }
 
   async push(cmd: PushCommand): Promise<PushOutcome> {
-    const { store } = this.gw.deps;
-    let idemKey = '';
-    if (cmd.idGiven) {
-      // Scoped per API key so two backends cannot collide on each other's ids.
-      idemKey = `${createHash('sha256').update(cmd.apiKey).digest('base64url').slice(0, 16)}:${cmd.id}`;
-      const prior = await guard(store.getIdempotent(idemKey, Date.now()));
-      if (prior) return JSON.parse(prior) as PushOutcome;
-    }
-    const now = Date.now();
     const frameBytes = pushSize(cmd);
     if (frameBytes > this.gw.deps.config.limits.max_frame) {
-      throw new ApiError('PAYLOAD_TOO_LARGE', `body: the PUSH payload would be ${frameBytes} bytes; devices accept at most limits.max_frame = ${this.gw.deps.config.limits.max_frame}`);
+      const seq = cmd.durable && cmd.target.kind === 'device' ? ' with its seq' : '';
+      throw new ApiError('PAYLOAD_TOO_LARGE', `body: the PUSH payload would be up to ${frameBytes} bytes${seq}; devices accept at most limits.max_frame = ${this.gw.deps.config.limits.max_frame}`);
     }
+    if (!cmd.idGiven) return this.pushOnce(cmd);
+    // Scoped per API key so two backends cannot collide on each other's ids.
+    const idemKey = `${createHash('sha256').update(cmd.apiKey).digest('base64url').slice(0, 16)}:${cmd.id}`;
+    const { store } = this.gw.deps;
+    // The claim makes one request the push's owner, whichever worker or node the others
+    // reach; they wait for its answer. Without it, two requests with the same id sent at
+    // once were both stored and delivered.
+    const waitUntil = Date.now() + IDEMPOTENCY_WAIT_MS;
+    for (;;) {
+      const prior = await guard(store.claimIdempotent(idemKey, Date.now(), Date.now() + IDEMPOTENCY_CLAIM_MS));
+      if (prior === null) break;
+      if (prior !== '') return JSON.parse(prior) as PushOutcome;
+      if (Date.now() >= waitUntil) {
+        throw new ApiError('PUSH_IN_PROGRESS', `id: a push with id ${JSON.stringify(cmd.id)} is still being stored; retry for its answer`, { retryAfterS: 1 });
+      }
+      await new Promise((r) => setTimeout(r, IDEMPOTENCY_POLL_MS));
+    }
+    let outcome: PushOutcome;
+    try {
+      outcome = await this.pushOnce(cmd);
+    } catch (err) {
+      // Not pushed (refused, or the store failed): a retry with the id may try again.
+      await store.putIdempotent(idemKey, '', Date.now() + 1).catch(() => {});
+      throw err;
+    }
+    await guard(store.putIdempotent(idemKey, JSON.stringify(outcome), Date.now() + IDEMPOTENCY_TTL_MS));
+    return outcome;
+  }
+
+  private async pushOnce(cmd: PushCommand): Promise<PushOutcome> {
+    const { store } = this.gw.deps;
+    const now = Date.now();
     const hdr: PushHeader = { id: cmd.id, topic: cmd.target.kind === 'topic' ? cmd.target.topic : '', priority: cmd.priority, exp: cmd.ttlMs > 0 ? now + cmd.ttlMs : 0, sent: now };
     // Flow control (src/flow/): over its unit's budget a push is stored, queued and paced; 429 only when the queue is full.
     const ticket = this.gw.flow.admitPush(cmd);
@@ -75,7 +104,6 @@ export class WorkerBackend implements ApiBackend {
       else online = await this.fanout(hdr, topic, cmd.body);
       outcome = { id: cmd.id, accepted: 1, online, ...queued };
     }
-    if (idemKey) await guard(store.putIdempotent(idemKey, JSON.stringify(outcome), now + IDEMPOTENCY_TTL_MS));
     return outcome;
   }
 
@@ -179,9 +207,15 @@ export class WorkerBackend implements ApiBackend {
 }
 
 /** Size of the largest PUSH payload this push produces (seq at its widest). */
+/**
+ * The PUSH payload's size: exact for a transient push (seq 0 is not encoded); a durable
+ * one counts its seq at its largest (8 bytes of varint), since the store assigns it later.
+ */
 function pushSize(cmd: PushCommand): number {
   const topic = cmd.target.kind === 'topic' ? cmd.target.topic : '';
-  return moor.v1.Push.encode({ seq: Number.MAX_SAFE_INTEGER, id: cmd.id, topic, body: cmd.body, priority: cmd.priority, expiresAtMs: Date.now() + cmd.ttlMs, sentAtMs: Date.now() }).len;
+  const now = Date.now();
+  const seq = cmd.durable && cmd.target.kind === 'device' ? Number.MAX_SAFE_INTEGER : 0;
+  return moor.v1.Push.encode({ seq, id: cmd.id, topic, body: cmd.body, priority: cmd.priority, expiresAtMs: cmd.ttlMs > 0 ? now + cmd.ttlMs : 0, sentAtMs: now }).len;
 }
 
 function networkName(kind: number): string {

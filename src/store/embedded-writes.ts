@@ -9,6 +9,7 @@ import {
   encodeHeads,
   expiryKey,
   inboxKey,
+  isExpired,
   KIND_IDEM,
   KIND_PUSH,
   type Layout,
@@ -26,10 +27,11 @@ export type WriteOp =
   | { op: 'append'; items: Array<{ dev: Uint8Array; record: Uint8Array; expiresAt: number }> }
   | { op: 'ack'; dev: Uint8Array; upToSeq: number; seqs: number[] }
   | { op: 'sweep'; end: Uint8Array; limit: number }
-  | { op: 'idem'; key: Uint8Array; value: Uint8Array; expiresAtMs: number };
+  | { op: 'idem'; key: Uint8Array; value: Uint8Array; expiresAtMs: number }
+  | { op: 'idemClaim'; key: Uint8Array; value: Uint8Array; expiresAtMs: number; nowMs: number };
 
-/** What each op resolves to: append -> seqs, sweep -> pushes removed, the others -> null. */
-export type WriteResult = number[] | number | null;
+/** What each op resolves to: append -> seqs, sweep -> pushes removed, idemClaim -> the value found or null, the others -> null. */
+export type WriteResult = number[] | number | string | null;
 
 export function runWrite(l: Layout, w: WriteOp): WriteResult {
   switch (w.op) {
@@ -43,6 +45,14 @@ export function runWrite(l: Layout, w: WriteOp): WriteResult {
     case 'idem':
       putIdempotent(l, buf(w.key), buf(w.value), w.expiresAtMs);
       return null;
+    case 'idemClaim': {
+      // In the write transaction: no other worker can claim between the read and the put.
+      const key = buf(w.key);
+      const old = l.idem.getBinary(key);
+      if (old !== undefined && !isExpired(readU64(old, 0), w.nowMs)) return old.toString('utf8', 8);
+      putIdempotent(l, key, buf(w.value), w.expiresAtMs);
+      return null;
+    }
   }
 }
 

@@ -179,6 +179,16 @@ export class EmbeddedStore implements Store {
     await this.writer.run({ op: 'idem', key: k, value, expiresAtMs });
   }
 
+  async claimIdempotent(key: string, nowMs: number, expiresAtMs: number): Promise<string | null> {
+    this.assertOpen();
+    checkU64('nowMs', nowMs);
+    checkU64('expiresAtMs', expiresAtMs);
+    const k = keyBytes('idempotency key', key);
+    const value = Buffer.alloc(8);
+    writeU64(value, 0, expiresAtMs);
+    return (await this.writer.run({ op: 'idemClaim', key: k, value, expiresAtMs, nowMs })) as string | null;
+  }
+
   async getMeta(key: string): Promise<Buffer | null> {
     this.assertOpen();
     const k = keyBytes('meta key', key);

@@ -336,6 +336,29 @@ export class RedisStore implements Store {
     );
   }
 
+  async claimIdempotent(key: string, nowMs: number, expiresAtMs: number): Promise<string | null> {
+    this.assertOpen();
+    checkU64('nowMs', nowMs);
+    checkU64('expiresAtMs', expiresAtMs);
+    const k = this.keys.idem(key);
+    const claim = Buffer.alloc(8);
+    claim.writeUInt32BE(Math.floor(expiresAtMs / 2 ** 32), 0);
+    claim.writeUInt32BE(expiresAtMs >>> 0, 4);
+    const expiry = expiresAtMs > 0 ? ['PXAT', String(expiresAtMs)] : [];
+    // SET NX is the atomic claim. A value found is checked against the caller's clock, as
+    // getIdempotent does: one Redis still keeps past that clock's expiry is taken over.
+    for (let attempt = 0; ; attempt++) {
+      const set = await this.run('claimIdempotent', () => this.client.call('SET', k, claim, 'NX', ...expiry));
+      if (set === 'OK') return null;
+      const found = await this.getIdempotent(key, nowMs);
+      if (found !== null) return found;
+      if (attempt > 0) {
+        await this.run('claimIdempotent', () => this.client.call('SET', k, claim, ...expiry));
+        return null;
+      }
+    }
+  }
+
   async getMeta(key: string): Promise<Buffer | null> {
     this.assertOpen();
     const k = this.keys.meta(key);

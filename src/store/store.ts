@@ -76,6 +76,12 @@ export interface Store {
   /** Idempotency keys of the push API: remember a JSON answer until expiresAtMs (0 = forever). */
   getIdempotent(key: string, nowMs: number): Promise<string | null>;
   putIdempotent(key: string, answer: string, expiresAtMs: number): Promise<void>;
+  /**
+   * Atomically (across workers and nodes): when a live value is stored under `key`, return
+   * it (an answer, or '' for a claim a push in progress holds); else store a claim ('')
+   * until expiresAtMs and return null: the caller owns the key until it puts an answer.
+   */
+  claimIdempotent(key: string, nowMs: number, expiresAtMs: number): Promise<string | null>;
 
   /** Small named documents (heartbeat class table, dictionary index, ...). */
   getMeta(key: string): Promise<Buffer | null>;
