@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::ptr::NonNull;
 
 use zstd::zstd_safe::zstd_sys as sys;
-use zstd::zstd_safe::{self, CCtx, DCtx, DDict, DParameter, InBuffer, OutBuffer, ResetDirective};
+use zstd::zstd_safe::{self, CCtx, DCtx, DDict};
 
 /// Why a payload could not be decompressed.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -25,11 +25,6 @@ pub enum Fault {
   /// The zstd frame names a dictionary this thread has not loaded.
   UnknownDict = 3,
 }
-
-/// Largest zstd window a frame without a content size may ask for (4 MiB): what
-/// streaming compressors use up to level 19. More is refused as corrupt, so a device
-/// cannot make the gateway allocate large windows.
-const STREAM_WINDOW_LOG_MAX: u32 = 22;
 
 /// Appends `v` as an unsigned LEB128 varint (at most 5 bytes).
 pub fn put_varint(out: &mut Vec<u8>, mut v: u32) {
@@ -127,8 +122,6 @@ pub struct Codec {
   dict_cctx: RawCCtx,
   /// One-shot decompression (never holds a dictionary reference).
   dctx: DCtx<'static>,
-  /// Streaming decompression of frames without a content size.
-  sctx: DCtx<'static>,
   dicts: HashMap<u32, Dict>,
   /// lz4_flex compresses only into room for the worst case: it goes here first.
   lz4_out: Vec<u8>,
@@ -147,7 +140,6 @@ impl Codec {
       // SAFETY: a plain allocation; null only when out of memory.
       dict_cctx: RawCCtx(NonNull::new(unsafe { sys::ZSTD_createCCtx() }).expect("zstd could not allocate a compression context")),
       dctx: DCtx::create(),
-      sctx: DCtx::create(),
       dicts: HashMap::new(),
       lz4_out: Vec::new(),
     }
@@ -231,8 +223,12 @@ impl Codec {
   /// declares or produces more is TooLarge. Returns the decompressed length.
   pub fn zstd_decompress_into(&mut self, src: &[u8], dst: &mut [u8]) -> Result<usize, Fault> {
     match self.zstd_size(src, dst.len())? {
-      Some(n) => self.zstd_decompress_exact(src, &mut dst[..n]).map(|()| n),
-      None => self.zstd_decompress_stream(src, dst),
+      // More or less than the size it declared (which fits) means a damaged frame.
+      Some(n) => match self.zstd_decompress_one_shot(src, &mut dst[..n]) {
+        Ok(k) if k == n => Ok(n),
+        _ => Err(Fault::Corrupt),
+      },
+      None => self.zstd_decompress_one_shot(src, dst),
     }
   }
 
@@ -256,49 +252,21 @@ impl Codec {
     }
   }
 
-  /// Decompress a frame whose content size is `dst.len()` (checked by zstd_size).
-  fn zstd_decompress_exact(&mut self, src: &[u8], dst: &mut [u8]) -> Result<(), Fault> {
+  /// Decompress one frame into `dst` in a single pass. `dst` is the decoder's window as
+  /// well, so no window buffer is allocated whatever size the frame header asks for (a
+  /// level-19 streaming encoder asks for 8 MiB), and output that would pass `dst.len()`
+  /// stops the decoder there: TooLarge (the zip-bomb guard).
+  fn zstd_decompress_one_shot(&mut self, src: &[u8], dst: &mut [u8]) -> Result<usize, Fault> {
     let r = match zstd_safe::get_dict_id_from_frame(src).and_then(|id| self.dicts.get(&id.get())) {
       Some(d) => self.dctx.decompress_using_ddict(dst, src, &d.ddict),
       None => self.dctx.decompress(dst, src),
     };
     match r {
-      Ok(n) if n == dst.len() => Ok(()),
-      _ => Err(Fault::Corrupt),
+      Ok(n) => Ok(n),
+      // SAFETY: ZSTD_getErrorCode only classifies the returned code.
+      Err(code) if unsafe { sys::ZSTD_getErrorCode(code) } == sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall => Err(Fault::TooLarge),
+      Err(_) => Err(Fault::Corrupt),
     }
-  }
-
-  /// Decompress a frame without a content size into `dst`; filling it before the frame
-  /// ends is TooLarge.
-  fn zstd_decompress_stream(&mut self, src: &[u8], dst: &mut [u8]) -> Result<usize, Fault> {
-    let Codec { sctx, dicts, .. } = self;
-    let ddict = zstd_safe::get_dict_id_from_frame(src).and_then(|id| dicts.get(&id.get())).map(|d| &d.ddict);
-    let ok = sctx.reset(ResetDirective::SessionAndParameters).is_ok()
-      && sctx.set_parameter(DParameter::WindowLogMax(STREAM_WINDOW_LOG_MAX)).is_ok()
-      && match ddict {
-        Some(d) => sctx.ref_ddict(d).is_ok(),
-        None => true,
-      };
-    if !ok {
-      return Err(Fault::Corrupt);
-    }
-    let cap = dst.len();
-    let mut output = OutBuffer::around(dst);
-    let mut input = InBuffer::around(src);
-    let result = loop {
-      let before = (input.pos(), output.pos());
-      match sctx.decompress_stream(&mut output, &mut input) {
-        Ok(0) if input.pos() == src.len() => break Ok(output.pos()),
-        Ok(0) => break Err(Fault::Corrupt),
-        Ok(_) if output.pos() == cap => break Err(Fault::TooLarge),
-        Ok(_) if (input.pos(), output.pos()) == before => break Err(Fault::Corrupt),
-        Ok(_) => {}
-        Err(_) => break Err(Fault::Corrupt),
-      }
-    };
-    // Never keep a reference to a dictionary that may be unloaded later.
-    let _ = sctx.reset(ResetDirective::SessionAndParameters);
-    result
   }
 }
 
@@ -447,6 +415,30 @@ mod tests {
     let mut cut = frame.clone();
     cut.truncate(frame.len() - 2);
     assert_eq!(c.zstd_size(&cut, 1 << 20), Err(Fault::Corrupt));
+  }
+
+  #[test]
+  fn large_windows_decode_without_a_window_buffer() {
+    // What zstd's streaming encoder makes at level 19: an 8 MiB window, no content size.
+    let small = b"a small payload from a device, compressed with a large window".repeat(4);
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 19).unwrap();
+    enc.include_contentsize(false).unwrap();
+    enc.window_log(23).unwrap();
+    std::io::Write::write_all(&mut enc, &small).unwrap();
+    let frame = enc.finish().unwrap();
+    let mut c = Codec::new();
+    assert_eq!(c.zstd_size(&frame, 1 << 16), Ok(None));
+    let mut dst = vec![0; 1 << 16];
+    assert_eq!(c.zstd_decompress_into(&frame, &mut dst), Ok(small.len()));
+    assert_eq!(&dst[..small.len()], &small[..]);
+    // A bomb with that window: cut at the destination's size, not refused as corrupt.
+    let mut enc = zstd::stream::Encoder::new(Vec::new(), 19).unwrap();
+    enc.include_contentsize(false).unwrap();
+    enc.window_log(23).unwrap();
+    std::io::Write::write_all(&mut enc, &vec![0u8; 16 << 20]).unwrap();
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < 4096, "{} B", bomb.len());
+    assert_eq!(c.zstd_decompress_into(&bomb, &mut dst), Err(Fault::TooLarge));
   }
 
   #[test]
