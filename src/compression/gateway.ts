@@ -15,6 +15,7 @@
 import { type PushTemplate, pushPayload } from '../gateway/frames';
 import type { Gateway } from '../gateway/gateway';
 import type { Session } from '../gateway/session';
+import { Op } from '../mesh/ops';
 import { ErrorCode, FrameType } from '../protocol/constants';
 import { encodeFrame, headerSize, writeHeader } from '../protocol/encoder';
 import { Codec, type CompressionNative, compressionCodec, Deflater, InflateFault, Inflater, inflateFaultText } from './codec';
@@ -176,11 +177,20 @@ export class GatewayCompression {
 
   // ---- frames to devices ----
 
+  /**
+   * A push the API accepted here, as a training sample (one in sample_one_in): its PUSH
+   * payload as devices get it. Offered once per push by the worker whose API took it,
+   * not by each worker that delivers it: a push reaching devices on W workers was W
+   * near-identical samples.
+   */
+  sample(seq: number, t: PushTemplate): void {
+    if (this.native === null || this.gw.deps.config.compression.sample_one_in <= 0) return;
+    this.sampler.offer(t.id, pushPayload(seq, t));
+  }
+
   /** A PUSH frame for `s` (replay, SYNC and live delivery to one device). */
   pushFrame(s: Session, seq: number, t: PushTemplate): Buffer {
-    const payload = pushPayload(seq, t);
-    this.sampler.offer(t.id, payload);
-    return this.encode(s.cx, payload);
+    return this.encode(s.cx, pushPayload(seq, t));
   }
 
   /** Frames of one transient push to many devices: one encode per cx value met. */
@@ -190,10 +200,7 @@ export class GatewayCompression {
     return (s) => {
       let f = memo.get(s.cx);
       if (f === undefined) {
-        if (payload === null) {
-          payload = pushPayload(0, t);
-          this.sampler.offer(t.id, payload);
-        }
+        payload ??= pushPayload(0, t);
         f = this.encode(s.cx, payload);
         memo.set(s.cx, f);
       }
@@ -204,7 +211,6 @@ export class GatewayCompression {
   /** Topic fan-out: [topic key, frame] for the plain key and every variant on this worker. */
   fanout(key: string, t: PushTemplate): Array<[string, Buffer]> {
     const payload = pushPayload(0, t);
-    this.sampler.offer(t.id, payload);
     const plain = encodeFrame(FrameType.PUSH, 0, 0, payload);
     const out: Array<[string, Buffer]> = [[key, plain]];
     const byEncoding = new Map<number, Buffer>();
@@ -301,6 +307,11 @@ export class GatewayCompression {
     }
     this.metrics.trainings.inc('ok');
     await this.poll();
+    // The other workers hold it before the answer names it (a device given its URL may use
+    // it on any worker); other nodes re-read the index when the bus tells them.
+    const { workerCount, workerIndex, fleet } = this.gw.deps;
+    await Promise.all(Array.from({ length: workerCount }, (_, w) => (w === workerIndex ? null : this.gw.mesh.request(w, Op.DICTS, {}).catch(() => null))));
+    await fleet?.dictsChanged().catch((err) => this.log.warn({ err }, 'compression: other nodes not told of the new dictionary; they find it at their next poll'));
     return { ...out, url: this.dictUrl(out.id) };
   }
 

@@ -9,6 +9,7 @@ import { trainForApi } from '../compression/api';
 import { Op, type PushHeader, shardOf } from '../mesh/ops';
 import { ErrorCode } from '../protocol/constants';
 import { moor } from '../protocol/generated/moor';
+import { template } from './delivery';
 import type { Gateway } from './gateway';
 
 /** How long an idempotency key's answer is remembered. */
@@ -91,6 +92,7 @@ export class WorkerBackend implements ApiBackend {
         this.gw.flow.stored(cmd.priority, performance.now() - t0);
       }
       this.gw.deps.metrics.pushesAccepted(ids.length);
+      this.gw.compression.sample(seqs ? seqs[0] : 0, template(hdr, cmd.body));
       let online = 0;
       // A paced durable push travels as a notice without its body: the holder replays it from the inbox.
       if (ticket) this.gw.flow.queuePush(ticket, () => (seqs ? this.route({ ...hdr, inbox: 1 }, ids, seqs, Buffer.alloc(0)) : this.route(hdr, ids, seqs, cmd.body)));
@@ -99,6 +101,7 @@ export class WorkerBackend implements ApiBackend {
     } else {
       const topic = cmd.target.kind === 'topic' ? cmd.target.topic : null;
       this.gw.deps.metrics.pushesAccepted(1);
+      this.gw.compression.sample(0, template(hdr, cmd.body));
       let online = 0;
       if (ticket) this.gw.flow.queuePush(ticket, () => this.fanout(hdr, topic, cmd.body));
       else online = await this.fanout(hdr, topic, cmd.body);

@@ -13,7 +13,7 @@ import type { Gateway } from './gateway';
 import { ALL_TOPIC, topicKey } from './handlers';
 import { SendResult, type Session, SessionState } from './session';
 
-function template(h: PushHeader, body: Uint8Array): PushTemplate {
+export function template(h: PushHeader, body: Uint8Array): PushTemplate {
   return { id: h.id, topic: h.topic, body, priority: h.priority, expiresAtMs: h.exp, sentAtMs: h.sent };
 }
 

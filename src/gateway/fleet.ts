@@ -315,6 +315,11 @@ export class Fleet {
     await this.bus.broadcast(encodeMeshPayload(Op.FANOUT, { t: hdr, topic, origin: this.self.node }, body));
   }
 
+  /** A dictionary was installed: every worker of every node re-reads the index now. */
+  async dictsChanged(): Promise<void> {
+    await this.bus.broadcast(encodeMeshPayload(Op.DICTS, { origin: this.self.node }));
+  }
+
   /** Where the device's session is, if its worker is alive (GET /v1/devices). */
   async locate(deviceId: string): Promise<{ node: string; worker: number } | null> {
     const [o] = await this.presence.lookup([deviceId]);
@@ -347,6 +352,9 @@ export class Fleet {
         return;
       case Op.FANOUT:
         if (m.hdr.origin !== this.self.node) void fanoutLocal(gw, m.hdr.t, m.hdr.topic, m.raw);
+        return;
+      case Op.DICTS:
+        if (m.hdr.origin !== this.self.node) void gw.compression.poll();
         return;
       default:
         this.log.warn({ op: m.op }, 'unknown bus message');

@@ -361,6 +361,9 @@ export class Gateway implements MeshHandler {
         return { hdr: { online: await fanoutLocal(this, m.hdr.t, m.hdr.topic, m.raw) } };
       case Op.SNAPSHOT:
         return { hdr: { ops: this.sessionsOfShard(m.hdr.shard) } };
+      case Op.DICTS:
+        await this.compression.poll();
+        return { hdr: {} };
       case Op.LOOKUP: {
         const loc = this.directory.get(m.hdr.d);
         return { hdr: loc ? { w: loc.worker, sid: loc.sid } : { w: -1, sid: 0 } };

@@ -16,6 +16,8 @@ export const Op = {
   KICK_DEVICE: 7,
   /** request to a peer: {shard} → {ops} registering every session the peer holds whose shard it is. */
   SNAPSHOT: 8,
+  /** request to a worker, or on the fleet bus to every worker: {} → {} once it has re-read the dictionary index (a dictionary was installed). */
+  DICTS: 9,
 } as const;
 
 /** The push fields shared by every device of one push, as sent over the mesh (body travels raw). */
