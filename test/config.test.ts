@@ -149,6 +149,11 @@ describe('precedence: defaults < file < env < flags', () => {
     assert.deepEqual(load({ file: str }).config.api.keys, ['k1', 'k2', 'k3']);
     assert.deepEqual(load({ env: { MOOR_API_KEYS: 'a, b' } }).config.api.keys, ['a', 'b']);
     assert.deepEqual(load({ args: ['--api.keys=x,y'] }).config.api.keys, ['x', 'y']);
+    // The TOML array spelling works in flags and env too (help prints defaults that way).
+    assert.deepEqual(load({ args: ['--api.keys=["x", \'y\']'] }).config.api.keys, ['x', 'y']);
+    assert.deepEqual(load({ args: ['--compression.codecs=[]'] }).config.compression.codecs, []);
+    assert.deepEqual(load({ env: { MOOR_COMPRESSION_CODECS: '["lz4"]' } }).config.compression.codecs, ['lz4']);
+    assert.throws(() => load({ args: ['--api.keys=["x", 1]'] }), /api\.keys \(from --api\.keys\): must be a list of strings/);
   });
 
   test('relative paths in a file resolve against its directory, elsewhere against cwd', () => {

@@ -184,6 +184,16 @@ export function splitList(text: string): string[] {
 
 type Coerced = { value: unknown } | { error: string; hint?: string };
 
+/** `["a", 'b']` as TOML reads it, or null when it is not an array of strings. */
+function tomlArray(text: string): string[] | null {
+  try {
+    const v = (parseToml(`v = ${text}`) as { v: unknown }).v;
+    return Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Checks one raw value against its spec; text (env, flags) is converted first. */
 function coerce(spec: AnySpec, raw: unknown, text: boolean): Coerced {
   switch (spec.kind) {
@@ -199,6 +209,12 @@ function coerce(spec: AnySpec, raw: unknown, text: boolean): Coerced {
       return { value: n };
     }
     case 'list': {
+      // `--x='["a", "b"]'` and `MOOR_X='[]'`: the TOML array spelling works in text too.
+      if (text && typeof raw === 'string' && raw.trim().startsWith('[')) {
+        const arr = tomlArray(raw);
+        if (arr === null) return { error: 'must be a list of strings', hint: 'a TOML array ["a", "b"], [] for none, or a comma-separated string' };
+        raw = arr;
+      }
       if (typeof raw === 'string') return { value: splitList(raw) };
       if (!Array.isArray(raw) || raw.some((s) => typeof s !== 'string')) {
         return { error: 'must be a list of strings', hint: 'a TOML array ["a", "b"] or a comma-separated string' };
