@@ -132,6 +132,14 @@ describe('dictionaries over HTTP', () => {
     assert.match(other, /^HTTP\/1\.1 404 /);
     for (const r of [head, miss, other]) assert.ok(r.endsWith('\r\n\r\n'), r);
     assert.ok(after.endsWith(dict.bytes.toString('latin1')), 'the GET after them gets the bytes');
+    // Other methods are 405 as on the API; other paths a JSON 404 that names the endpoint.
+    const post = await fetch(`http://127.0.0.1:${gw.wsPort}/v1/dicts/${dict.id}`, { method: 'POST', body: 'x' });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get('allow'), 'GET, HEAD');
+    assert.equal(((await post.json()) as { error: { code: string } }).error.code, 'METHOD_NOT_ALLOWED');
+    const elsewhere = await fetch(`http://127.0.0.1:${gw.wsPort}/elsewhere`);
+    assert.equal(elsewhere.status, 404);
+    assert.match(((await elsewhere.json()) as { error: { message: string } }).error.message, /WebSocket endpoint is \/ws/);
   });
 
   test('POST /v1/dicts needs the API key', async () => {

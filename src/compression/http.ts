@@ -56,4 +56,9 @@ export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promi
   };
   app.get('/v1/dicts/:id', handler);
   app.head('/v1/dicts/:id', handler);
+  // uWS prefers a method's own handler over `any` on the same pattern: the rest is 405, as on the API.
+  app.any('/v1/dicts/:id', (res, req) => {
+    const m = req.getCaseSensitiveMethod();
+    replyError(begin(res, m === 'HEAD'), new ApiError('METHOD_NOT_ALLOWED', `${m} is not allowed on this path; use GET, HEAD`), [['Allow', 'GET, HEAD']]);
+  });
 }

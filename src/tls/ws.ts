@@ -19,7 +19,8 @@
  *   builds linked against OpenSSL, where it is what frees idle buffers.
  */
 import type { Logger } from 'pino';
-import { begin, reply } from '../api/http';
+import { ApiError } from '../api/errors';
+import { begin, replyError } from '../api/http';
 import { attachDictRoute } from '../compression/http';
 import type { Config } from '../config/types';
 import type { Gateway } from '../gateway/gateway';
@@ -55,7 +56,7 @@ function buildApp(gw: Gateway, config: Config, pem: PemPair | null): UwsApp {
   attachDictRoute(app, (id) => gw.compression.dictBytes(id), gw.deps.log);
   app.any('/*', (res, req) => {
     const x = begin(res, req.getCaseSensitiveMethod() === 'HEAD');
-    reply(x, 404, [['Content-Type', 'text/plain']], `moor/1 WebSocket endpoint is ${config.ws.path}\n`);
+    replyError(x, new ApiError('NOT_FOUND', `no such path; the moor/1 WebSocket endpoint is ${config.ws.path} (subprotocol moor.v1), dictionaries are at /v1/dicts/{id}`));
   });
   return app;
 }
