@@ -107,6 +107,23 @@ rules = [ { scope = "key", match = "vip-key" } ]
     assert.match((parseUnits('[{name=', true) as { error: string }).error, /TOML inline array or JSON/);
   });
 
+  test('every problem is reported, not only the first', () => {
+    const r = parseUnits(
+      [
+        { name: 'default', rate: 5, rules: [{ scope: 'key', match: 'a' }] },
+        { name: 'ok', rate: 0, rules: [{ scope: 'region', match: 'x', percent: 150 }] },
+        { name: 'ok', rate: 3, colour: 1, rules: [{ scope: 'key', match: 'b' }] },
+      ],
+      false,
+    );
+    assert.ok('error' in r);
+    const all = [r.error, ...(r.more ?? []).map((m) => m.error)];
+    assert.deepEqual(
+      all.map((e) => e.replace(/ .*/, '')),
+      ['units[0].name', 'units[1].rate', 'units[1].rules[0].scope', 'units[1].rules[0].percent', 'units[2].colour', 'units[2]:'],
+    );
+  });
+
   test('a bad unit is reported with the other config errors, against `units`', () => {
     assert.throws(
       () => loadConfig({ args: ['--units=[{name="x"}]', '--workers=0'], env: {} }),

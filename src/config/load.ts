@@ -58,8 +58,10 @@ export function loadConfig(opts: LoadOptions): Config {
     const spec = specOf(e.key);
     const result = coerce(spec, e.raw, e.text);
     if ('error' in result) {
-      const got = spec.secret ? '' : `, got ${show(e.raw)}`;
+      // Tables name the field in their message; echoing the whole value would bury it.
+      const got = spec.secret || spec.kind === 'tables' ? '' : `, got ${show(e.raw)}`;
       issues.push({ key: e.key, source: e.source, message: result.error + got, hint: result.hint ?? defaultHint(e.key) });
+      for (const m of result.more ?? []) issues.push({ key: e.key, source: e.source, message: m.error, hint: m.hint ?? defaultHint(e.key) });
       bad.add(e.key);
       continue;
     }
@@ -182,7 +184,7 @@ export function splitList(text: string): string[] {
     .filter((s) => s !== '');
 }
 
-type Coerced = { value: unknown } | { error: string; hint?: string };
+type Coerced = { value: unknown } | { error: string; hint?: string; more?: Array<{ error: string; hint?: string }> };
 
 /** `["a", 'b']` as TOML reads it, or null when it is not an array of strings. */
 function tomlArray(text: string): string[] | null {

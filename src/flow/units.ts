@@ -57,11 +57,13 @@ export interface Unit {
   queue_bytes: number;
 }
 
-type Parsed = { value: UnitConfig[] } | { error: string; hint?: string };
+/** A problem with the units value; the config loader reports every one. */
+type Problem = { error: string; hint?: string };
+type Parsed = { value: UnitConfig[] } | (Problem & { more?: Problem[] });
 
 const HINT = 'e.g. [[units]] name = "bulk-crm", rate = 100, rules = [{ scope = "key", match = "crm-*", percent = 10 }]';
 
-/** Checks `units` from the file (an array of tables) or from env/flags (text: TOML inline array or JSON). */
+/** Checks `units` from the file (an array of tables) or from env/flags (text: TOML inline array or JSON); every problem found, not only the first. */
 export function parseUnits(raw: unknown, text: boolean): Parsed {
   let doc = raw;
   if (text && typeof raw === 'string') {
@@ -79,13 +81,21 @@ export function parseUnits(raw: unknown, text: boolean): Parsed {
   if (!Array.isArray(doc)) return { error: 'must be an array of tables ([[units]])', hint: HINT };
   if (doc.length > UNIT_BOUNDS.units) return { error: `at most ${UNIT_BOUNDS.units} units` };
   const out: UnitConfig[] = [];
+  const problems: Problem[] = [];
   const names = new Set<string>();
   for (let i = 0; i < doc.length; i++) {
     const r = parseUnit(doc[i], `units[${i}]`);
-    if ('error' in r) return r;
-    if (names.has(r.value.name)) return { error: `units[${i}]: name "${r.value.name}" is used twice` };
-    names.add(r.value.name);
-    out.push(r.value);
+    problems.push(...r.problems);
+    const name = r.name;
+    if (name !== null) {
+      if (names.has(name)) problems.push({ error: `units[${i}]: name "${name}" is used twice` });
+      names.add(name);
+    }
+    if (r.value) out.push(r.value);
+  }
+  if (problems.length > 0) {
+    const all = problems.map((p) => ({ error: p.error, hint: p.hint ?? HINT }));
+    return { ...all[0], more: all.slice(1) };
   }
   return { value: out };
 }
@@ -103,40 +113,44 @@ function int(o: Record<string, unknown>, field: keyof typeof UNIT_BOUNDS, at: st
   return v;
 }
 
-function parseUnit(u: unknown, at: string): { value: UnitConfig } | { error: string; hint?: string } {
-  if (!isObject(u)) return { error: `${at} must be a table`, hint: HINT };
+/** One unit: its config when it is sound, its name when readable (for the duplicate check), and every problem. */
+function parseUnit(u: unknown, at: string): { value: UnitConfig | null; name: string | null; problems: Problem[] } {
+  const problems: Problem[] = [];
+  const fail = { value: null, name: null, problems };
+  if (!isObject(u)) return { ...fail, problems: [{ error: `${at} must be a table`, hint: HINT }] };
   const known = ['name', 'rate', 'burst', 'queue', 'queue_bytes', 'rules'];
-  const unknown = Object.keys(u).find((k) => !known.includes(k));
-  if (unknown) return { error: `${at}.${unknown} is not a unit field`, hint: `fields: ${known.join(', ')}` };
-  const name = u.name;
-  if (typeof name !== 'string' || !UNIT_NAME.test(name)) {
-    return { error: `${at}.name must be 1-32 of a-z 0-9 _ - (it is a metrics label)`, hint: 'name = "marketing"' };
-  }
-  if (name === DEFAULT_UNIT) return { error: `${at}.name "default" is the unit of pushes no rule takes (set it with limits.push_*)` };
+  for (const k of Object.keys(u)) if (!known.includes(k)) problems.push({ error: `${at}.${k} is not a unit field`, hint: `fields: ${known.join(', ')}` });
+  const name = typeof u.name === 'string' && UNIT_NAME.test(u.name) ? u.name : null;
+  if (name === null) problems.push({ error: `${at}.name must be 1-32 of a-z 0-9 _ - (it is a metrics label)`, hint: 'name = "marketing"' });
+  else if (name === DEFAULT_UNIT) problems.push({ error: `${at}.name "default" is reserved for pushes no rule takes (its budget is limits.push_*)`, hint: 'pick another name for this unit' });
   const rate = int(u, 'rate', at, undefined);
-  if (typeof rate === 'string') return { error: rate };
-  const fields = { burst: int(u, 'burst', at, 2 * rate), queue: int(u, 'queue', at, 10_000), queue_bytes: int(u, 'queue_bytes', at, 16 * 1024 * 1024) };
-  for (const v of Object.values(fields)) if (typeof v === 'string') return { error: v };
-  if (!Array.isArray(u.rules) || u.rules.length === 0) return { error: `${at}.rules must be a non-empty array of { scope, match, percent }`, hint: HINT };
-  if (u.rules.length > UNIT_BOUNDS.rules) return { error: `${at}.rules: at most ${UNIT_BOUNDS.rules}` };
+  if (typeof rate === 'string') problems.push({ error: rate });
+  const fields = { burst: int(u, 'burst', at, typeof rate === 'number' ? 2 * rate : 1), queue: int(u, 'queue', at, 10_000), queue_bytes: int(u, 'queue_bytes', at, 16 * 1024 * 1024) };
+  for (const v of Object.values(fields)) if (typeof v === 'string') problems.push({ error: v });
   const rules: UnitRule[] = [];
-  for (let j = 0; j < u.rules.length; j++) {
-    const r = parseRule(u.rules[j], `${at}.rules[${j}]`);
-    if (typeof r === 'string') return { error: r, hint: HINT };
-    rules.push(r);
+  if (!Array.isArray(u.rules) || u.rules.length === 0) problems.push({ error: `${at}.rules must be a non-empty array of { scope, match, percent }`, hint: HINT });
+  else if (u.rules.length > UNIT_BOUNDS.rules) problems.push({ error: `${at}.rules: at most ${UNIT_BOUNDS.rules}` });
+  else {
+    for (let j = 0; j < u.rules.length; j++) {
+      const r = parseRule(u.rules[j], `${at}.rules[${j}]`);
+      if (Array.isArray(r)) problems.push(...r.map((error) => ({ error, hint: HINT })));
+      else rules.push(r);
+    }
   }
-  return { value: { name, rate, burst: fields.burst as number, queue: fields.queue as number, queue_bytes: fields.queue_bytes as number, rules } };
+  if (problems.length > 0 || name === null || typeof rate === 'string') return { value: null, name, problems };
+  return { value: { name, rate, burst: fields.burst as number, queue: fields.queue as number, queue_bytes: fields.queue_bytes as number, rules }, name, problems };
 }
 
-function parseRule(r: unknown, at: string): UnitRule | string {
-  if (!isObject(r)) return `${at} must be a table { scope, match, percent }`;
-  const unknown = Object.keys(r).find((k) => k !== 'scope' && k !== 'match' && k !== 'percent');
-  if (unknown) return `${at}.${unknown} is not a rule field (scope, match, percent)`;
-  if (typeof r.scope !== 'string' || !(UNIT_SCOPES as readonly string[]).includes(r.scope)) return `${at}.scope must be one of ${UNIT_SCOPES.join(', ')}`;
-  if (typeof r.match !== 'string' || r.match === '' || r.match.length > UNIT_BOUNDS.match) return `${at}.match must be a glob of 1-${UNIT_BOUNDS.match} characters`;
+function parseRule(r: unknown, at: string): UnitRule | string[] {
+  if (!isObject(r)) return [`${at} must be a table { scope, match, percent }`];
+  const errors: string[] = [];
+  for (const k of Object.keys(r)) if (k !== 'scope' && k !== 'match' && k !== 'percent') errors.push(`${at}.${k} is not a rule field (scope, match, percent)`);
+  if (typeof r.scope !== 'string' || !(UNIT_SCOPES as readonly string[]).includes(r.scope)) errors.push(`${at}.scope must be one of ${UNIT_SCOPES.join(', ')}`);
+  if (typeof r.match !== 'string' || r.match === '' || r.match.length > UNIT_BOUNDS.match) errors.push(`${at}.match must be a glob of 1-${UNIT_BOUNDS.match} characters`);
   const percent = int(r, 'percent', at, 100);
-  if (typeof percent === 'string') return percent;
-  return { scope: r.scope as UnitRule['scope'], match: r.match, percent };
+  if (typeof percent === 'string') errors.push(percent);
+  if (errors.length > 0) return errors;
+  return { scope: r.scope as UnitRule['scope'], match: r.match as string, percent: percent as number };
 }
 
 /** `*` any run, `?` one character, everything else literal. */

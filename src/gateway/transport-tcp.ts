@@ -24,8 +24,14 @@ import { errorFrame } from './frames';
 import type { Gateway } from './gateway';
 import { SendResult, type SendResultValue, type Session, SessionState, type Transport, TransportKind } from './session';
 
-/** How long a closing socket may take to flush its ERROR before it is destroyed. */
-const CLOSE_LINGER_MS = 2_000;
+/**
+ * How long a closing session's socket may take to flush what is queued, its ERROR last,
+ * before it is destroyed. A slow consumer's ERROR waits behind up to max_buffered unread
+ * bytes: 2 s cut such devices mid-frame and without it when they resumed reading.
+ */
+const CLOSE_LINGER_MS = 10_000;
+/** The same for a connection refused before it became a session (a storm: keep it short). */
+const REFUSE_LINGER_MS = 2_000;
 const HTTP_400 = 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 38\r\n\r\nthis port speaks moor/1, not HTTP/1.x\n';
 
 /** Per-socket transport state, hung on the socket object (no closures per connection). */
@@ -203,7 +209,7 @@ function refuse(gw: Gateway, sock: net.Socket, retryMs: number): void {
   // Read and discard the preface and HELLO, so unread bytes do not turn the FIN into a RST.
   sock.resume();
   sock.end(errorFrame(ErrorCode.OVERLOADED, 'too many new connections', retryMs));
-  setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
+  setTimeout(() => sock.destroy(), REFUSE_LINGER_MS).unref();
 }
 
 /** Takes a connected socket (plain, or a TLSSocket once its handshake is done: src/tls/tcp.ts) as a session. */
