@@ -195,8 +195,8 @@ describe('MoorClient reconnect', { timeout: 10_000 }, () => {
     c.on('error', (e) => errors.push(e));
     await p.handshake(c);
     assert.deepEqual(
-      errors.map((e) => e.message),
-      ['keystore locked'],
+      errors.map((e) => [e.name, (e as { code?: string }).code, e.message, (e.cause as Error).message]),
+      [['MoorClientError', 'CALLBACK', 'token() failed: keystore locked', 'keystore locked']],
     );
     assert.equal(p.conns.length, 1, 'no connection was opened without a token');
   });

@@ -91,6 +91,16 @@ describe('MoorClient handshake', { timeout: 10_000 }, () => {
       () => new MoorClient({ transport: 'tcp', deviceId: '', token: 't', codecs: [7 as moor.v1.Codec] }),
       (e: Error) => /host/.test(e.message) && /port/.test(e.message) && /deviceId/.test(e.message) && /codecs/.test(e.message),
     );
+    assert.throws(() => new MoorClient({ url: 'ws://bad host/ws', deviceId: 'd', token: 't' }), /url: need ws:\/\/host:port\/path/);
+  });
+
+  test('a refused connection is a typed NETWORK error with the system error as its cause', async () => {
+    const p = await gateway('tcp');
+    const port = p.port;
+    await p.close(); // nothing listens there now
+    const c = new MoorClient({ transport: 'tcp', host: '127.0.0.1', port, deviceId: 'd', token: 't', reconnect: { enabled: false } });
+    cleanup.push(() => c.close());
+    await assert.rejects(c.connect(), (e: MoorClientError) => e.name === 'MoorClientError' && e.code === 'NETWORK' && /ECONNREFUSED/.test(e.message) && (e.cause as { code?: string }).code === 'ECONNREFUSED');
   });
 });
 
@@ -220,6 +230,24 @@ describe('MoorClient pushes and ACKs', { timeout: 10_000 }, () => {
     assert.equal(c.lastSeq, 3);
     await sleep(150);
     assert.deepEqual(conn.pending(FrameType.ACK), [], 'exactly one ACK for the batch');
+  });
+
+  test('with a store, HELLO.last_seq is what was saved: a failed save is not acknowledged by the next HELLO', async () => {
+    const p = await gateway();
+    const { c, conn } = await ready(p, { ackDelayMs: 20, saveLastSeq: async () => Promise.reject(new Error('disk full')) });
+    const errors: Error[] = [];
+    c.on('error', (e) => errors.push(e));
+    const pushes = collect(c, 'push', 3);
+    for (const seq of [1, 2, 3]) conn.push({ seq });
+    await pushes;
+    await sleep(60);
+    assert.deepEqual(conn.pending(FrameType.ACK), [], 'nothing saved, nothing ACKed');
+    assert.equal(errors[0]?.name, 'MoorClientError');
+    assert.equal((errors[0] as MoorClientError).code, 'CALLBACK');
+    assert.match(errors[0].message, /saveLastSeq\(\) failed: disk full/);
+    conn.destroy(); // the network drops
+    const again = await p.next();
+    assert.equal(Number((await again.hello()).lastSeq), 0, 'the gateway takes last_seq as an ACK');
   });
 
   test('redelivered seqs are not delivered again but are ACKed again', async () => {

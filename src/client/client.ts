@@ -11,7 +11,7 @@ import { encodeFrame } from '../protocol/encoder';
 import { moor } from '../protocol/generated/moor';
 import { Backoff } from './backoff';
 import { describeEndpoint, type Endpoint, endpointFrom } from './endpoint';
-import { MoorClientError } from './errors';
+import { MoorClientError, typedError } from './errors';
 import { type MoorClientOptions, type ResolvedOptions, resolveOptions } from './options';
 import { planReconnect } from './reconnect';
 import { RequestTable } from './requests';
@@ -225,7 +225,7 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
     } catch (e) {
       if (run !== this.run) return;
       // A failing token source or store is retried like a failed connection.
-      this.emitError(e as Error);
+      this.emitError(typedError(e, 'CALLBACK', this.loaded ? 'token() failed' : 'loadLastSeq() failed'));
       this.retry(this.backoff.next());
       return;
     }
@@ -240,7 +240,9 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
       network: this.o.network,
       codecs: this.o.codecs,
       dictIds: this.o.compression.dictIds(),
-      lastSeq: this.tracker.lastSeq,
+      // The gateway takes last_seq as an ACK: with a store, only what is saved (the replay
+      // of what was processed but not saved yet is dropped by the tracker).
+      lastSeq: this.o.saveLastSeq === null ? this.tracker.lastSeq : Math.min(this.savedSeq, this.tracker.lastSeq),
       previous: this.previous,
       foreground: this.o.foreground,
     }).finish();
@@ -255,7 +257,7 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
           response: (stream, r) => this.requests.settle(stream, r),
           syncDone: (d) => this.onSyncDone(d),
           goaway: (g) => this.onGoaway(s, g),
-          error: (e) => this.emitError(e),
+          error: (e) => this.emitError(typedError(e, 'NETWORK', 'connection')),
           end: (end) => this.onEnd(s, end, usedPreferred),
           tlsSession: (session) => {
             this.tlsSession = session;
@@ -266,7 +268,7 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
       );
     } catch (e) {
       // An address the socket layer refuses outright (e.g. a malformed redirect): try home next.
-      this.emitError(e as Error);
+      this.emitError(typedError(e, 'NETWORK', 'connect'));
       this.retry(this.backoff.next());
       return;
     }
@@ -322,7 +324,8 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
       // lived_ms is a uint32: a session past 49 days reports the maximum.
       this.previous = { intervalMs: end.intervalMs, timedOut: end.timedOut, livedMs: Math.min(Math.round(end.livedMs), 0xffffffff) };
     }
-    const info = { code: end.info.code, reason: end.info.reason, error: end.error ?? end.info.error, timedOut: end.timedOut, welcomed: end.welcome !== null };
+    const raw = end.error ?? end.info.error;
+    const info = { code: end.info.code, reason: end.info.reason, error: raw ? typedError(raw, 'NETWORK', 'connection') : undefined, timedOut: end.timedOut, welcomed: end.welcome !== null };
     if (this.stateName === 'closing') {
       this.emit('close', { ...info, willReconnect: false });
       return;
@@ -430,7 +433,7 @@ export class MoorClient extends EventEmitter<MoorClientEvents> {
         if (!this.flushAgain) return;
       }
     } catch (e) {
-      this.emitError(e as Error);
+      this.emitError(typedError(e, 'CALLBACK', 'saveLastSeq() failed'));
     } finally {
       this.flushing = false;
     }

@@ -21,7 +21,11 @@ export type ClientErrorCode =
   /** The WebSocket upgrade was answered with a non-101 status. */
   | 'UPGRADE_REJECTED'
   /** WELCOME.dict_url could not be fetched (or did not hold that dictionary). */
-  | 'DICTIONARY';
+  | 'DICTIONARY'
+  /** The connection could not be made or broke (refused, reset, unreachable): `cause` holds the system error. */
+  | 'NETWORK'
+  /** An application callback failed: token, loadLastSeq or saveLastSeq (`cause` holds what it threw). */
+  | 'CALLBACK';
 
 export class MoorClientError extends Error {
   override readonly name = 'MoorClientError';
@@ -30,9 +34,18 @@ export class MoorClientError extends Error {
     message: string,
     /** HTTP status of a rejected upgrade. */
     readonly status?: number,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
+}
+
+/** `e` as the library reports it: its own errors as they are, anything else under `code`. */
+export function typedError(e: unknown, code: 'NETWORK' | 'CALLBACK', what: string): MoorClientError | GatewayError {
+  if (e instanceof MoorClientError || e instanceof GatewayError) return e;
+  const err = e instanceof Error ? e : new Error(String(e));
+  const sys = (err as { code?: unknown }).code;
+  return new MoorClientError(code, `${what}: ${typeof sys === 'string' ? `${sys} ` : ''}${err.message}`, undefined, { cause: err });
 }
 
 /** An ERROR frame (protocol.md §4); the gateway closes right after sending it. */

@@ -101,7 +101,7 @@ export function resolveOptions(o: MoorClientOptions): ResolvedOptions {
   const transport = o.transport ?? (o.url !== undefined ? 'ws' : 'tcp');
   let home: Endpoint = { kind: 'ws', url: '' };
   if (transport === 'ws') {
-    if (o.url === undefined || !/^wss?:\/\//.test(o.url)) errors.push('url: need ws://host:port/path or wss://... for transport ws');
+    if (o.url === undefined || !/^wss?:\/\//.test(o.url) || !URL.canParse(o.url)) errors.push(`url: need ws://host:port/path or wss://... for transport ws, got ${JSON.stringify(o.url)}`);
     else home = { kind: 'ws', url: o.url, tls: typeof o.tls === 'object' ? o.tls : undefined };
     if (o.host !== undefined || o.port !== undefined) errors.push('host/port: only for transport tcp (put them in url)');
   } else if (transport === 'tcp') {
