@@ -266,7 +266,9 @@ describe('flow control: slow consumers', { timeout: 120_000 }, () => {
     gw.proc.kill('SIGHUP');
     const closed = await gw.waitForLog((l) => l.msg === 'slow consumer closed' && l.device === 'slow-1', 15_000);
     assert.ok((closed.slow_ms as number) >= 1000);
-    // Reading again, the device finds the ERROR after what was buffered.
+    // Reading again 3 s later, the device finds the ERROR after what was buffered (the socket
+    // has 10 s to flush; at 2 s it was cut mid-frame, without the ERROR).
+    await sleep(3000);
     const frames = await dev.resumeUntilClosed(10_000);
     const last = frames[frames.length - 1];
     assert.equal(last?.type, FrameType.ERROR, 'the last frame is the ERROR');

@@ -225,6 +225,18 @@ describe('device API', () => {
     assert.equal(big.status, 413);
   });
 
+  it('413 exactly when the PUSH payload would pass max_frame (transient: measured exactly)', async () => {
+    // The payload of a transient push: id, body, sent_at (seq 0, no topic, no expiry, priority normal).
+    const size = (n: number) => moor.v1.Push.encode({ id: 'x', body: Buffer.alloc(n), sentAtMs: Date.now() }).finish().length;
+    let n = 65_536 - 32;
+    while (size(n + 1) <= 65_536) n++;
+    const fits = await gw.api('POST', '/v1/push', { device_id: 'edge', id: 'x', durable: false, body: 'z'.repeat(n) });
+    assert.equal(fits.status, 202, JSON.stringify(fits.body));
+    const over = await gw.api('POST', '/v1/push', { device_id: 'edge', id: 'y', durable: false, body: 'z'.repeat(n + 1) });
+    assert.equal(over.status, 413);
+    assert.match(over.body.error.message, /would be up to 65537 bytes; devices accept at most limits\.max_frame = 65536/);
+  });
+
   it('an idempotency id answers the same push once', async () => {
     const body = { device_id: 'idem-1', body: 'once', id: 'order-42' };
     const a = await gw.api('POST', '/v1/push', body);
