@@ -183,9 +183,8 @@ export class GatewayCompression {
    * not by each worker that delivers it: a push reaching devices on W workers was W
    * near-identical samples.
    */
-  sample(seq: number, t: PushTemplate): void {
-    if (this.native === null || this.gw.deps.config.compression.sample_one_in <= 0) return;
-    this.sampler.offer(t.id, pushPayload(seq, t));
+  sample(seq: number, t: () => PushTemplate): void {
+    this.sampler.offer(() => pushPayload(seq, t()));
   }
 
   /** A PUSH frame for `s` (replay, SYNC and live delivery to one device). */

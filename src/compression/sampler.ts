@@ -4,13 +4,12 @@
  * (compression/samples/<node>.<worker>, see docs.ts). Memory and store bytes are both
  * bounded by `sample_bytes`. Payloads are never logged.
  *
- * A push going to many devices is offered once per device, differing only in its seq:
- * offers are de-duplicated by push id so one broadcast cannot fill the ring.
+ * Pushes are offered once each, by the worker whose API accepted them (a push to many
+ * devices is one offer).
  */
 
 /** A dictionary is for small messages: bigger payloads teach it little and cost a lot. */
 export const MAX_SAMPLE_BYTES = 16 * 1024;
-const RECENT_IDS = 64;
 /** Each sample in the ring: its length (u32 LE), then its bytes: the stored format too. */
 const LEN_BYTES = 4;
 
@@ -31,9 +30,6 @@ export class SampleRing {
   private wrapAt = -1;
   private count = 0;
   private counter = 0;
-  private lastId = '';
-  private readonly recent: string[] = [];
-  private readonly recentSet = new Set<string>();
   /** Changed since the last serialize(). */
   dirty = false;
 
@@ -47,21 +43,16 @@ export class SampleRing {
     return this.count;
   }
 
-  /** An outgoing payload of push `id`: kept with probability 1 / oneIn, once per id. */
-  offer(id: string, payload: Uint8Array): void {
+  /**
+   * One push the API accepted: kept with probability 1 / oneIn. `payload` is only built for
+   * the pushes kept (the caller encodes it); one over 16 KiB is skipped, its turn spent.
+   */
+  offer(payload: () => Uint8Array): void {
     const n = this.oneIn();
-    if (n <= 0 || payload.length === 0 || payload.length > MAX_SAMPLE_BYTES) return;
-    // A push to many devices is offered once per device, one after the other.
-    if (id !== '' && (id === this.lastId || this.recentSet.has(id))) return;
-    this.lastId = id;
-    if (++this.counter < n) return;
+    if (n <= 0 || ++this.counter < n) return;
     this.counter = 0;
-    if (id !== '') {
-      this.recent.push(id);
-      this.recentSet.add(id);
-      if (this.recent.length > RECENT_IDS) this.recentSet.delete(this.recent.shift()!);
-    }
-    this.add(payload);
+    const p = payload();
+    if (p.length > 0 && p.length <= MAX_SAMPLE_BYTES) this.add(p);
   }
 
   /** Copies `sample` in as the newest record, dropping the oldest ones it overwrites. */

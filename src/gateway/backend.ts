@@ -92,7 +92,7 @@ export class WorkerBackend implements ApiBackend {
         this.gw.flow.stored(cmd.priority, performance.now() - t0);
       }
       this.gw.deps.metrics.pushesAccepted(ids.length);
-      this.gw.compression.sample(seqs ? seqs[0] : 0, template(hdr, cmd.body));
+      this.gw.compression.sample(seqs ? seqs[0] : 0, () => template(hdr, cmd.body));
       let online = 0;
       // A paced durable push travels as a notice without its body: the holder replays it from the inbox.
       if (ticket) this.gw.flow.queuePush(ticket, () => (seqs ? this.route({ ...hdr, inbox: 1 }, ids, seqs, Buffer.alloc(0)) : this.route(hdr, ids, seqs, cmd.body)));
@@ -101,7 +101,7 @@ export class WorkerBackend implements ApiBackend {
     } else {
       const topic = cmd.target.kind === 'topic' ? cmd.target.topic : null;
       this.gw.deps.metrics.pushesAccepted(1);
-      this.gw.compression.sample(0, template(hdr, cmd.body));
+      this.gw.compression.sample(0, () => template(hdr, cmd.body));
       let online = 0;
       if (ticket) this.gw.flow.queuePush(ticket, () => this.fanout(hdr, topic, cmd.body));
       else online = await this.fanout(hdr, topic, cmd.body);
@@ -209,7 +209,6 @@ export class WorkerBackend implements ApiBackend {
   }
 }
 
-/** Size of the largest PUSH payload this push produces (seq at its widest). */
 /**
  * The PUSH payload's size: exact for a transient push (seq 0 is not encoded); a durable
  * one counts its seq at its largest (8 bytes of varint), since the store assigns it later.
