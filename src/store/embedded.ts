@@ -172,11 +172,7 @@ export class EmbeddedStore implements Store {
     this.assertOpen();
     checkU64('expiresAtMs', expiresAtMs);
     const k = keyBytes('idempotency key', key);
-    const text = Buffer.from(answer, 'utf8');
-    const value = Buffer.allocUnsafe(8 + text.length);
-    writeU64(value, 0, expiresAtMs);
-    text.copy(value, 8);
-    await this.writer.run({ op: 'idem', key: k, value, expiresAtMs });
+    await this.writer.run({ op: 'idem', key: k, value: idemValue(answer, expiresAtMs), expiresAtMs });
   }
 
   async claimIdempotent(key: string, nowMs: number, expiresAtMs: number): Promise<string | null> {
@@ -184,9 +180,7 @@ export class EmbeddedStore implements Store {
     checkU64('nowMs', nowMs);
     checkU64('expiresAtMs', expiresAtMs);
     const k = keyBytes('idempotency key', key);
-    const value = Buffer.alloc(8);
-    writeU64(value, 0, expiresAtMs);
-    return (await this.writer.run({ op: 'idemClaim', key: k, value, expiresAtMs, nowMs })) as string | null;
+    return (await this.writer.run({ op: 'idemClaim', key: k, value: idemValue('', expiresAtMs), expiresAtMs, nowMs })) as string | null;
   }
 
   async getMeta(key: string): Promise<Buffer | null> {
@@ -233,4 +227,13 @@ export class EmbeddedStore implements Store {
   private fresh(): void {
     this.l.root.resetReadTxn();
   }
+}
+
+/** An idempotency value as stored: u64 expiry (0 = none), then the answer ('' = a claim). */
+function idemValue(answer: string, expiresAtMs: number): Buffer {
+  const text = Buffer.from(answer, 'utf8');
+  const value = Buffer.allocUnsafe(8 + text.length);
+  writeU64(value, 0, expiresAtMs);
+  text.copy(value, 8);
+  return value;
 }

@@ -326,11 +326,7 @@ export class RedisStore implements Store {
     this.assertOpen();
     checkU64('expiresAtMs', expiresAtMs);
     const k = this.keys.idem(key);
-    const text = Buffer.from(answer, 'utf8');
-    const value = Buffer.allocUnsafe(8 + text.length);
-    value.writeUInt32BE(Math.floor(expiresAtMs / 2 ** 32), 0);
-    value.writeUInt32BE(expiresAtMs >>> 0, 4);
-    text.copy(value, 8);
+    const value = idemValue(answer, expiresAtMs);
     await this.run('putIdempotent', () =>
       expiresAtMs > 0 ? this.client.call('SET', k, value, 'PXAT', String(expiresAtMs)) : this.client.set(k, value),
     );
@@ -341,9 +337,7 @@ export class RedisStore implements Store {
     checkU64('nowMs', nowMs);
     checkU64('expiresAtMs', expiresAtMs);
     const k = this.keys.idem(key);
-    const claim = Buffer.alloc(8);
-    claim.writeUInt32BE(Math.floor(expiresAtMs / 2 ** 32), 0);
-    claim.writeUInt32BE(expiresAtMs >>> 0, 4);
+    const claim = idemValue('', expiresAtMs);
     const expiry = expiresAtMs > 0 ? ['PXAT', String(expiresAtMs)] : [];
     // SET NX is the atomic claim. A value found is checked against the caller's clock, as
     // getIdempotent does: one Redis still keeps past that clock's expiry is taken over.
@@ -448,4 +442,14 @@ export class RedisStore implements Store {
       }),
     );
   }
+}
+
+/** An idempotency value: the expiry (u64 BE, our clock; 0 = none), then the answer ('' = a claim). */
+function idemValue(answer: string, expiresAtMs: number): Buffer {
+  const text = Buffer.from(answer, 'utf8');
+  const value = Buffer.allocUnsafe(8 + text.length);
+  value.writeUInt32BE(Math.floor(expiresAtMs / 2 ** 32), 0);
+  value.writeUInt32BE(expiresAtMs >>> 0, 4);
+  text.copy(value, 8);
+  return value;
 }
