@@ -61,6 +61,14 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare const IN_SPILL: number
 
 /**
+ * Trims on a libuv pool thread (a trim walks every free chunk: tens of ms on a heap of
+ * hundreds of MB, which the event loop must not wait for). Resolves true when some
+ * memory was returned to the kernel; false when none was, or on a C library without
+ * malloc_trim (musl, other systems).
+ */
+export declare function mallocTrim(): Promise<unknown>
+
+/**
  * The `out` layout, exported so the loader can refuse a build whose layout differs
  * from src/protocol/decoder.ts (a stale module must not half-work).
  */

@@ -5,6 +5,7 @@
 //! times the cost of the calls themselves; napi-rs still registers the module.
 //! `sdNotify` (sd_notify.rs) tells systemd about readiness and health; it is no hot path.
 //! `releaseFileMapping` (mappings.rs) drops a worker's page-table entries for the store file.
+//! `mallocTrim` (heap_trim.rs) hands free malloc pages back to the kernel.
 //! Payload compression (lz4, zstd with trained dictionaries, zdict training) is
 //! compress.rs, bound in compress_fns.rs.
 #![deny(clippy::all)]
@@ -15,6 +16,7 @@ pub mod decoder;
 mod decoder_class;
 mod encode_fns;
 pub mod encoder;
+mod heap_trim;
 mod mappings;
 mod raw;
 mod sd_notify;

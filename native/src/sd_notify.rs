@@ -40,6 +40,7 @@ pub fn notify_to(spec: &str, state: &str) -> io::Result<()> {
 /// Tells the service manager `state`. False when $NOTIFY_SOCKET is unset or empty (not
 /// run by systemd with Type=notify) or the datagram could not be sent.
 #[napi(js_name = "sdNotify")]
+#[cfg_attr(test, allow(dead_code))]
 pub fn sd_notify(state: String) -> bool {
   match std::env::var("NOTIFY_SOCKET") {
     Ok(spec) if !spec.is_empty() => notify_to(&spec, &state).is_ok(),

@@ -146,6 +146,8 @@ export class Metrics {
   readonly heartbeatChanges: CounterVec<ClassChange>;
   /** Closes that look like a NAT timeout (PING overdue, no quiet interval got through), by kind. */
   readonly natTimeouts: CounterVec;
+  /** How long each malloc_trim after a major GC took (src/util/heap-trim.ts). */
+  readonly heapTrim: Histogram;
   /** One labels object per kind, so an observation allocates nothing. */
   private readonly kindLabels = KIND_LABELS.map((kind) => ({ kind }));
 
@@ -194,6 +196,12 @@ export class Metrics {
     this.heartbeatProbes = new CounterVec(r, `${p}heartbeat_probes_total`, 'Evidence at probe intervals, by result', 'result', PROBE_RESULTS);
     this.heartbeatChanges = new CounterVec(r, `${p}heartbeat_class_changes_total`, 'Heartbeat class decisions, by kind of change', 'change', CLASS_CHANGES);
     this.natTimeouts = new CounterVec(r, `${p}nat_timeouts_suspected_total`, 'Session closes that look like a NAT timeout, by network kind', 'kind', KIND_LABELS);
+    this.heapTrim = new Histogram({
+      name: `${p}heap_trim_seconds`,
+      help: 'Time each return of free malloc pages to the kernel took (after a major GC, on a pool thread)',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers,
+    });
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: r, prefix: p });
   }
 

@@ -1,0 +1,78 @@
+/**
+ * After a major GC the worker hands free malloc pages back to the kernel
+ * (src/util/heap-trim.ts, native/src/heap_trim.rs), at most once per interval, and not at
+ * all with MOOR_HEAP_TRIM=0.
+ */
+import * as assert from 'node:assert/strict';
+import { Session } from 'node:inspector';
+import { it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { trimHeapAfterMajorGc } from '../src/util/heap-trim';
+
+/** The tests' environment, not the process's: MOOR_HEAP_TRIM=0 in it must not skip them. */
+const env = {};
+
+const onGlibc = process.platform === 'linux' && Boolean((process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime);
+
+/** A full GC, as `--expose-gc`'s gc() would do, without the flag. */
+async function fullGc(): Promise<void> {
+  const s = new Session();
+  s.connect();
+  try {
+    await new Promise<void>((resolve, reject) => s.post('HeapProfiler.collectGarbage', (err) => (err ? reject(err) : resolve())));
+  } finally {
+    s.disconnect();
+  }
+}
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(10)) if (cond()) return true;
+  return cond();
+}
+
+const rss = (): number => process.memoryUsage.rss();
+
+it('a major GC is followed by a trim that hands the freed heap pages back', { skip: !onGlibc }, async () => {
+  // 64 MB of 1 KB buffers (each its own malloc chunk); every 16th stays, so the freed
+  // ones leave holes of whole pages that glibc would otherwise keep resident.
+  let bufs: Buffer[] = Array.from({ length: 64_000 }, () => Buffer.allocUnsafeSlow(1000).fill(1));
+  bufs = bufs.filter((_, i) => i % 16 === 0);
+  await fullGc(); // frees them; what glibc keeps of them stays resident
+  await sleep(100);
+  const held = rss();
+  const trimmer = trimHeapAfterMajorGc(env, 300);
+  try {
+    await fullGc(); // nothing left to collect: only the trim can lower RSS now
+    assert.ok(await until(() => trimmer.trims() > 0, 2000), 'a trim followed the GC');
+    const freed = held - rss();
+    assert.ok(freed > 30e6, `RSS fell by ${(freed / 1e6).toFixed(1)} MB of the ~60 MB freed`);
+    assert.equal(bufs.length, 4000);
+  } finally {
+    trimmer.stop();
+  }
+});
+
+it('trims at most once per interval: a GC inside it gets its trim when it ends', { skip: !onGlibc }, async () => {
+  const trimmer = trimHeapAfterMajorGc(env, 600);
+  try {
+    await fullGc();
+    assert.ok(await until(() => trimmer.trims() === 1, 2000), 'the first GC is trimmed at once');
+    await fullGc();
+    await sleep(150);
+    assert.equal(trimmer.trims(), 1, 'not again within the interval');
+    assert.ok(await until(() => trimmer.trims() === 2, 2000), 'but once it has passed');
+  } finally {
+    trimmer.stop();
+  }
+});
+
+it('MOOR_HEAP_TRIM=0 turns it off', async () => {
+  const trimmer = trimHeapAfterMajorGc({ MOOR_HEAP_TRIM: '0' }, 10);
+  try {
+    await fullGc();
+    await sleep(200);
+    assert.equal(trimmer.trims(), 0);
+  } finally {
+    trimmer.stop();
+  }
+});
