@@ -372,11 +372,16 @@ describe('dictionaries', () => {
     assert.equal((await fetch(`${base}/v1/dicts/42`, { headers: { 'if-none-match': '"x"' } })).status, 200);
   });
 
-  test('404 for an unknown or malformed id (the backend is not asked for nonsense)', async () => {
-    for (const id of ['7', 'abc', '-1', '99999999999', '4294967296']) {
+  test('404 for an unknown id, 400 INVALID_PATH for a malformed one (the backend is not asked for nonsense, nor for 0)', async () => {
+    for (const id of ['7', '0']) {
       const res = await fetch(`${base}/v1/dicts/${id}`);
       assert.equal(res.status, 404, id);
       assert.equal((await errorOf(res)).code, 'NOT_FOUND');
+    }
+    for (const id of ['abc', '-1', '99999999999', '4294967296']) {
+      const res = await fetch(`${base}/v1/dicts/${id}`);
+      assert.equal(res.status, 400, id);
+      assert.equal((await errorOf(res)).code, 'INVALID_PATH');
     }
     assert.deepEqual(backend.calls, [{ op: 'dict', arg: 7 }]);
   });

@@ -113,13 +113,23 @@ describe('dictionaries over HTTP', () => {
     // A 404 is the API's JSON error on both listeners.
     const viaApi = await gw.api('GET', '/v1/dicts/12345', undefined, null);
     assert.equal(viaApi.status, 404);
-    for (const id of ['12345', 'nope']) {
+    for (const id of ['12345', '0']) {
       const res = await fetch(`http://127.0.0.1:${gw.wsPort}/v1/dicts/${id}`);
       assert.equal(res.status, 404);
       assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
-      assert.deepEqual(await res.json(), { error: { code: 'NOT_FOUND', message: `no dictionary "${id}"` } });
+      assert.deepEqual(await res.json(), { error: { code: 'NOT_FOUND', message: `no dictionary ${id}` } });
     }
-    assert.deepEqual(viaApi.body, { error: { code: 'NOT_FOUND', message: 'no dictionary "12345"' } });
+    assert.deepEqual(viaApi.body, { error: { code: 'NOT_FOUND', message: 'no dictionary 12345' } });
+    // A malformed id is bad input (400, as api.md has it), on both listeners alike.
+    for (const id of ['nope', '-1', '4294967296', '12345678901', '1.5']) {
+      const want = { error: { code: 'INVALID_PATH', message: `dictionary id "${id}" is not a decimal number 1-4294967295` } };
+      const res = await fetch(`http://127.0.0.1:${gw.wsPort}/v1/dicts/${id}`);
+      assert.equal(res.status, 400, id);
+      assert.deepEqual(await res.json(), want);
+      const api = await gw.api('GET', `/v1/dicts/${id}`, undefined, null);
+      assert.equal(api.status, 400, id);
+      assert.deepEqual(api.body, want);
+    }
     // HEAD: headers and the GET's Content-Length, no body; the connection goes on.
     const [head, miss, other, after] = await keepAlive(gw.wsPort, [
       `HEAD /v1/dicts/${dict.id} HTTP/1.1\r\nHost: x\r\n\r\n`,

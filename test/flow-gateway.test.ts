@@ -91,7 +91,8 @@ describe('flow control: accept rate', { timeout: 30_000 }, () => {
 describe('flow control: inbound limit', { timeout: 30_000 }, () => {
   let gw: Gateway;
   before(async () => {
-    gw = await startGateway(['--limits.in_frames_per_s=5', '--limits.in_frames_burst=20'], { workers: 1 });
+    // The byte burst asked for is below one max_frame, so the max_frame floor applies.
+    gw = await startGateway(['--limits.in_frames_per_s=5', '--limits.in_frames_burst=20', '--limits.in_bytes_per_s=1024', '--limits.in_bytes_burst=1024'], { workers: 1 });
   });
   after(() => gw.stop());
 
@@ -114,6 +115,9 @@ describe('flow control: inbound limit', { timeout: 30_000 }, () => {
       const e = moor.v1.Error.decode(f.payload);
       assert.equal(e.code, ErrorCode.RATE_LIMITED);
       assert.ok(e.retryAfterMs >= 1000, `retry_after_ms ${e.retryAfterMs}`);
+      // The message states the limits that apply: the byte burst is the max_frame floor, not the 1024 configured.
+      const burst = /^over the inbound limit: 5 frames\/s and 1024 bytes\/s, bursts of 20 frames and (\d+) bytes$/.exec(e.message);
+      assert.ok(burst && Number(burst[1]) > 65_536, e.message);
       // 20 tokens, HELLO took one; a second boundary passing meanwhile adds 5.
       assert.ok(pongs >= 19 && pongs <= 30, `${pongs} PINGs answered before the ERROR`);
       await loud.conn.closed(3000);

@@ -3,7 +3,7 @@
  * answers. What a route does lives behind ApiBackend; this file only translates.
  */
 import { randomUUID } from 'node:crypto';
-import { DICT_CACHE_CONTROL, dictEtag, etagMatches } from '../compression/http';
+import { answerDict, dictIdParam } from '../compression/http';
 import type { Config } from '../config/types';
 import { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket, uws } from '../util/uws';
 import { authorize } from './auth';
@@ -39,7 +39,6 @@ export interface ApiOptions {
 
 /** Seconds a load balancer should wait before probing /readyz again. */
 const READY_RETRY_AFTER_S = 5;
-const MAX_DICT_ID = 0xffffffff;
 
 /** Known paths and their methods: another method on them is 405, not 404. */
 const ROUTES: ReadonlyArray<readonly [pattern: string, allow: string]> = [
@@ -185,18 +184,9 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
 
   // no auth: devices fetch dictionaries by the dict_url of WELCOME
   get('/v1/dicts/:id', 'dict', async (x, req) => {
-      const param = req.getParameter(0);
       const ifNoneMatch = req.getHeader('if-none-match');
-      const id = /^\d{1,10}$/.test(param) ? Number(param) : -1;
-      const bytes = id >= 0 && id <= MAX_DICT_ID ? await backend.dict(id) : null;
-      if (bytes === null) throw new ApiError('NOT_FOUND', `no dictionary ${JSON.stringify(param)}`);
-      const etag = dictEtag(bytes);
-      const headers = [
-        ['ETag', etag],
-        ['Cache-Control', DICT_CACHE_CONTROL],
-      ] as const;
-      if (etagMatches(ifNoneMatch, etag)) return reply(x, 304, headers, null);
-      reply(x, 200, [['Content-Type', 'application/octet-stream'], ...headers], bytes);
+      const id = dictIdParam(req.getParameter(0) ?? '');
+      answerDict(x, id, id > 0 ? await backend.dict(id) : null, ifNoneMatch);
     });
 
   get('/metrics', 'metrics', async (x) => {

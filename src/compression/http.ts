@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ApiError } from '../api/errors';
-import { begin, reply, replyError } from '../api/http';
+import { begin, type Exchange, reply, replyError } from '../api/http';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../util/uws';
 
 export const DICT_CACHE_CONTROL = 'public, max-age=31536000, immutable';
@@ -24,6 +24,29 @@ export function etagMatches(header: string, etag: string): boolean {
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }
 
+/**
+ * The dictionary id of a `/v1/dicts/{id}` path: a decimal zstd dictionary id (at most
+ * 4294967295). Anything else is bad input, 400 INVALID_PATH; a well-formed id with no
+ * dictionary (0 included: zstd's "no dictionary") is for the caller's 404.
+ */
+export function dictIdParam(param: string): number {
+  const id = /^\d{1,10}$/.test(param) ? Number(param) : -1;
+  if (id < 0 || id > 0xffffffff) throw new ApiError('INVALID_PATH', `dictionary id ${JSON.stringify(param.slice(0, 64))} is not a decimal number 1-4294967295`);
+  return id;
+}
+
+/** Both routes' answer once the lookup is done: 404, 304 for a matching If-None-Match, or the bytes. */
+export function answerDict(x: Exchange, id: number, bytes: Uint8Array | null, ifNoneMatch: string): void {
+  if (bytes === null) return replyError(x, new ApiError('NOT_FOUND', `no dictionary ${id}`));
+  const etag = dictEtag(bytes);
+  const headers = [
+    ['ETag', etag],
+    ['Cache-Control', DICT_CACHE_CONTROL],
+  ] as const;
+  if (etagMatches(ifNoneMatch, etag)) return reply(x, 304, headers, null);
+  reply(x, 200, [['Content-Type', 'application/octet-stream'], ...headers], bytes);
+}
+
 export interface DictRouteLog {
   warn(obj: object, msg: string): void;
 }
@@ -33,21 +56,15 @@ export function attachDictRoute(app: TemplatedApp, lookup: (id: number) => Promi
   const handler = (res: HttpResponse, req: HttpRequest): void => {
     // The API's exchange: abort-safe, corked, HEAD answered without a body.
     const x = begin(res, req.getCaseSensitiveMethod() === 'HEAD');
-    const param = req.getParameter(0) ?? '';
     const inm = req.getHeader('if-none-match');
-    const id = /^\d{1,10}$/.test(param) ? Number(param) : -1;
-    const found = id > 0 && id <= 0xffffffff ? lookup(id) : Promise.resolve(null);
-    found.then(
-      (bytes) => {
-        if (bytes === null) return replyError(x, new ApiError('NOT_FOUND', `no dictionary ${JSON.stringify(param)}`));
-        const etag = dictEtag(bytes);
-        const headers = [
-          ['ETag', etag],
-          ['Cache-Control', DICT_CACHE_CONTROL],
-        ] as const;
-        if (etagMatches(inm, etag)) return reply(x, 304, headers, null);
-        reply(x, 200, [['Content-Type', 'application/octet-stream'], ...headers], bytes);
-      },
+    let id: number;
+    try {
+      id = dictIdParam(req.getParameter(0) ?? '');
+    } catch (err) {
+      return replyError(x, err as ApiError);
+    }
+    (id > 0 ? lookup(id) : Promise.resolve(null)).then(
+      (bytes) => answerDict(x, id, bytes, inm),
       (err: unknown) => {
         log.warn({ err, dict: id }, 'dictionary lookup failed');
         replyError(x, new ApiError('STORE_UNAVAILABLE', 'the store is unavailable; retry later', { retryAfterS: 5 }));

@@ -96,7 +96,7 @@ export class Flow {
     if (admitInbound(s, bytes, inboundSecond(now), l, bytesBurst)) return true;
     this.metrics.refused.inc({ reason: 'inbound' });
     const out = { frames: s.inFrames < 1, bytes: s.inBytes < bytes };
-    this.gw.fail(s, ErrorCode.RATE_LIMITED, `over the inbound limit: ${l.in_frames_per_s} frames/s and ${l.in_bytes_per_s} bytes/s, bursts of ${l.in_frames_burst} frames and ${l.in_bytes_burst} bytes`, inboundRetryMs(l, out, bytesBurst));
+    this.gw.fail(s, ErrorCode.RATE_LIMITED, `over the inbound limit: ${l.in_frames_per_s} frames/s and ${l.in_bytes_per_s} bytes/s, bursts of ${l.in_frames_burst} frames and ${bytesBurst} bytes`, inboundRetryMs(l, out, bytesBurst));
     return false;
   }
 
