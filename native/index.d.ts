@@ -62,9 +62,9 @@ export declare const IN_SPILL: number
 
 /**
  * Trims on a libuv pool thread (a trim walks every free chunk: tens of ms on a heap of
- * hundreds of MB, which the event loop must not wait for). Resolves true when some
- * memory was returned to the kernel; false when none was, or on a C library without
- * malloc_trim (musl, other systems).
+ * hundreds of MB, which the event loop must not wait for). Resolves to the seconds the
+ * trim took, negated when nothing was returned to the kernel (or on a C library without
+ * malloc_trim: musl, other systems).
  */
 export declare function mallocTrim(): Promise<unknown>
 

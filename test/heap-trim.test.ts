@@ -40,20 +40,23 @@ it('a major GC is followed by a trim that hands the freed heap pages back', { sk
   await fullGc(); // frees them; what glibc keeps of them stays resident
   await sleep(100);
   const held = rss();
-  const trimmer = trimHeapAfterMajorGc(env, 300);
+  const trims: Array<{ s: number; released: boolean }> = [];
+  const trimmer = trimHeapAfterMajorGc({ env, minIntervalMs: 300, onTrim: (s, released) => trims.push({ s, released }) });
   try {
     await fullGc(); // nothing left to collect: only the trim can lower RSS now
     assert.ok(await until(() => trimmer.trims() > 0, 2000), 'a trim followed the GC');
     const freed = held - rss();
     assert.ok(freed > 30e6, `RSS fell by ${(freed / 1e6).toFixed(1)} MB of the ~60 MB freed`);
     assert.equal(bufs.length, 4000);
+    assert.equal(trims.length, 1);
+    assert.ok(trims[0].released && trims[0].s > 0 && trims[0].s < 1, JSON.stringify(trims));
   } finally {
     trimmer.stop();
   }
 });
 
 it('trims at most once per interval: a GC inside it gets its trim when it ends', { skip: !onGlibc }, async () => {
-  const trimmer = trimHeapAfterMajorGc(env, 600);
+  const trimmer = trimHeapAfterMajorGc({ env, minIntervalMs: 600 });
   try {
     await fullGc();
     assert.ok(await until(() => trimmer.trims() === 1, 2000), 'the first GC is trimmed at once');
@@ -66,8 +69,30 @@ it('trims at most once per interval: a GC inside it gets its trim when it ends',
   }
 });
 
+it('waits while the event loop is busy (a broadcast, a storm) and trims once it calms down', { skip: !onGlibc }, async () => {
+  const trimmer = trimHeapAfterMajorGc({ env, minIntervalMs: 0 });
+  try {
+    await fullGc();
+    // Busy: 40 ms of work at a time, back to back, for 1.5 s.
+    const end = Date.now() + 1500;
+    await new Promise<void>((resolve) => {
+      const spin = (): void => {
+        const until = Date.now() + 40;
+        while (Date.now() < until);
+        if (Date.now() < end) setImmediate(spin);
+        else resolve();
+      };
+      spin();
+    });
+    assert.equal(trimmer.trims(), 0, 'no trim while the loop was busy');
+    assert.ok(await until(() => trimmer.trims() === 1, 2000), 'the trim once it is calm');
+  } finally {
+    trimmer.stop();
+  }
+});
+
 it('MOOR_HEAP_TRIM=0 turns it off', async () => {
-  const trimmer = trimHeapAfterMajorGc({ MOOR_HEAP_TRIM: '0' }, 10);
+  const trimmer = trimHeapAfterMajorGc({ env: { MOOR_HEAP_TRIM: '0' }, minIntervalMs: 10 });
   try {
     await fullGc();
     await sleep(200);

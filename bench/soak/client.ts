@@ -331,6 +331,13 @@ function onData(this: Sock, d: Buffer): void {
   if (rest && socks[i] === this) tails.set(i, Buffer.from(rest));
 }
 
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+function onRead(this: Sock, n: number, buf: Buffer): boolean {
+  onData.call(this, buf.subarray(0, n));
+  return true;
+}
+
 function onConnect(this: Sock): void {
   const i = this.idx;
   if (socks[i] !== this) return;
@@ -371,12 +378,14 @@ function connect(i: number): void {
   const port = isTcp[i] ? spec.tcpPort : spec.wsPort;
   const m = portMode[i];
   const opts = { host: spec.host, port, localAddress: spec.localAddress, localPort: m === PORT_KERNEL ? 0 : (m ? PORT_B : PORT_A) + i };
-  const s = (spec.tls ? tls.connect({ ...opts, rejectUnauthorized: false }) : net.connect(opts)) as Sock;
+  // Plain sockets read into one buffer for the process (node:net's `onread`), without a
+  // Buffer and a stream 'data' event per read: onData never keeps `d` (tails are copies).
+  const s = (spec.tls ? tls.connect({ ...opts, rejectUnauthorized: false }) : net.connect({ ...opts, onread: { buffer: READ_BUFFER, callback: onRead } })) as Sock;
   s.idx = i;
   socks[i] = s;
   s.setNoDelay(true);
   s.on(spec.tls ? 'secureConnect' : 'connect', onConnect);
-  s.on('data', onData);
+  if (spec.tls) s.on('data', onData);
   s.on('error', onError);
   s.on('close', onClose);
 }

@@ -27,22 +27,25 @@ pub fn trim() -> bool {
 pub struct Trim;
 
 impl Task for Trim {
-  type Output = bool;
-  type JsValue = bool;
+  type Output = f64;
+  type JsValue = f64;
 
-  fn compute(&mut self) -> napi::Result<bool> {
-    Ok(trim())
+  fn compute(&mut self) -> napi::Result<f64> {
+    let start = std::time::Instant::now();
+    let released = trim();
+    let secs = start.elapsed().as_secs_f64();
+    Ok(if released { secs } else { -secs })
   }
 
-  fn resolve(&mut self, _env: Env, output: bool) -> napi::Result<bool> {
+  fn resolve(&mut self, _env: Env, output: f64) -> napi::Result<f64> {
     Ok(output)
   }
 }
 
 /// Trims on a libuv pool thread (a trim walks every free chunk: tens of ms on a heap of
-/// hundreds of MB, which the event loop must not wait for). Resolves true when some
-/// memory was returned to the kernel; false when none was, or on a C library without
-/// malloc_trim (musl, other systems).
+/// hundreds of MB, which the event loop must not wait for). Resolves to the seconds the
+/// trim took, negated when nothing was returned to the kernel (or on a C library without
+/// malloc_trim: musl, other systems).
 #[napi(js_name = "mallocTrim")]
 #[cfg_attr(test, allow(dead_code))]
 pub fn malloc_trim() -> AsyncTask<Trim> {

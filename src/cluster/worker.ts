@@ -14,7 +14,7 @@ import { getMetrics } from '../metrics/registry';
 import { openStore } from '../store';
 import { openDeviceListeners } from '../tls/listeners';
 import { UpstreamForwarder } from '../upstream/forwarder';
-import { MIN_TRIM_INTERVAL_MS, trimHeapAfterMajorGc } from '../util/heap-trim';
+import { trimHeapAfterMajorGc } from '../util/heap-trim';
 import { getLogger, initLogger } from '../util/log';
 import { ADMIT_AFTER_CLOSE_MS, drainSessions } from './drain';
 import { applyLive } from './live';
@@ -81,7 +81,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   });
   const api = createApiServer(config, backend, getLogger('api'));
   // Sessions that come and go must not leave their freed memory resident (heap-trim.ts).
-  trimHeapAfterMajorGc(process.env, MIN_TRIM_INTERVAL_MS, (s) => metrics.heapTrim.observe(s));
+  trimHeapAfterMajorGc({ onTrim: (s) => metrics.heapTrim.observe(s) });
 
   // Worker 0 keeps the shared inbox tidy; the others would only contend for it.
   if (index === 0) {

@@ -198,7 +198,7 @@ export class Metrics {
     this.natTimeouts = new CounterVec(r, `${p}nat_timeouts_suspected_total`, 'Session closes that look like a NAT timeout, by network kind', 'kind', KIND_LABELS);
     this.heapTrim = new Histogram({
       name: `${p}heap_trim_seconds`,
-      help: 'Time each return of free malloc pages to the kernel took (after a major GC, on a pool thread)',
+      help: 'Time each return of free malloc pages to the kernel held the malloc heap (after a major GC, on a pool thread)',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
       registers,
     });

@@ -2,35 +2,52 @@
  * Hands free malloc memory back to the kernel after V8's major GCs. A major GC is when the
  * most native memory is freed at once: the backing stores of collected Buffers, closed raw
  * TCP sockets' handles, TLS state. glibc keeps those freed chunks resident, as holes in the
- * heap and in the threads' arenas, so a worker's RSS only ever grows with the connections
- * it once held (docs/memory.md: a second ramp of raw TCP sessions cost ~1 KB more per
- * session than the first, most of it free fragments). malloc_trim(0) releases every whole
- * free page (native/src/heap_trim.rs). It walks every free chunk, up to tens of ms on a
- * large heap, so it runs on a libuv pool thread, one at a time, at most every
- * MIN_TRIM_INTERVAL_MS: a major GC inside that gap gets its trim when the gap ends.
- * `MOOR_HEAP_TRIM=0` turns it off (to measure what it saves). With MALLOC_ARENA_MAX=1 (the
- * workers' default) the event loop's own mallocs wait while a trim holds the arena, so
- * each trim's duration is a metric (moor_heap_trim_seconds).
+ * heap, so a worker's RSS only ever grows with the connections it once held
+ * (docs/memory.md, round 4: raw TCP sessions that connect after others had come and gone
+ * cost ~1 KB more each). malloc_trim(0) releases every whole free page
+ * (native/src/heap_trim.rs).
+ *
+ * A trim walks every free chunk: a few ms on a worker's heap, tens on hundreds of MB. It
+ * runs on a libuv pool thread, but with MALLOC_ARENA_MAX=1 (the workers' default) the
+ * event loop's own mallocs wait while it holds the arena. So it waits for a calm moment:
+ * the loop less than half busy over the last 100 ms (not mid-broadcast or mid-storm,
+ * when the heap is churning anyway), at most 30 s; one at a time, at most every 5 s.
+ * `MOOR_HEAP_TRIM=0` turns it off (to measure what it saves).
  */
-import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { constants, type EventLoopUtilization, PerformanceObserver, performance } from 'node:perf_hooks';
 import { nativeFunction } from '../protocol/native';
 
 /** Major GCs come seconds apart under load; one trim per 5 s bounds the pool thread's share. */
 export const MIN_TRIM_INTERVAL_MS = 5_000;
+/** How often a wanted trim looks at the event loop. */
+const CALM_CHECK_MS = 100;
+/** The loop's busy share over the last check below which it counts as calm. */
+const CALM_UTILIZATION = 0.5;
+/** A loop that never calms down still gets its trim this long after the GC. */
+const MAX_WAIT_MS = 30_000;
 
-type Trim = () => Promise<boolean>;
+/** Resolves to the seconds the trim took, negative when it released nothing. */
+type Trim = () => Promise<number>;
+
+export interface HeapTrimOptions {
+  env?: NodeJS.ProcessEnv;
+  minIntervalMs?: number;
+  /** After each trim: how long it held the heap, and whether it returned memory. */
+  onTrim?: (seconds: number, released: boolean) => void;
+}
 
 export interface HeapTrimmer {
-  /** Trims done (for tests and metrics). */
+  /** Trims done (for tests). */
   readonly trims: () => number;
   stop(): void;
 }
 
 /**
  * Starts trimming after every major GC. A no-op (trims stays 0) without the native module,
- * off glibc, or with MOOR_HEAP_TRIM=0: nothing else depends on it.
+ * off Linux, or with MOOR_HEAP_TRIM=0: nothing else depends on it.
  */
-export function trimHeapAfterMajorGc(env: NodeJS.ProcessEnv = process.env, minIntervalMs = MIN_TRIM_INTERVAL_MS, onTrim: (seconds: number) => void = () => {}): HeapTrimmer {
+export function trimHeapAfterMajorGc(opts: HeapTrimOptions = {}): HeapTrimmer {
+  const { env = process.env, minIntervalMs = MIN_TRIM_INTERVAL_MS, onTrim = () => {} } = opts;
   let done = 0;
   const off: HeapTrimmer = { trims: () => done, stop: () => {} };
   if (env.MOOR_HEAP_TRIM === '0' || process.platform !== 'linux') return off;
@@ -38,37 +55,47 @@ export function trimHeapAfterMajorGc(env: NodeJS.ProcessEnv = process.env, minIn
   if (typeof trim === 'string') return off;
 
   let running = false;
-  let wanted = false;
+  let wantedSince = -1; // < 0: no trim wanted
   let last = Number.NEGATIVE_INFINITY;
+  let elu: EventLoopUtilization = performance.eventLoopUtilization();
   let timer: NodeJS.Timeout | null = null;
-  const run = (): void => {
-    timer = null;
-    const wait = last + minIntervalMs - performance.now();
-    if (wait > 0) {
-      timer = setTimeout(run, wait);
-      timer.unref();
-      return;
-    }
+
+  const check = (): void => {
+    const now = performance.now();
+    const busy = performance.eventLoopUtilization(elu).utilization;
+    elu = performance.eventLoopUtilization();
+    if (running || wantedSince < 0) return;
+    if (now - last < minIntervalMs) return;
+    if (busy >= CALM_UTILIZATION && now - wantedSince < MAX_WAIT_MS) return;
     running = true;
-    wanted = false;
-    const start = performance.now();
-    last = start;
-    trim()
-      .catch(() => false)
-      .finally(() => {
-        onTrim((performance.now() - start) / 1000);
-        done++;
+    wantedSince = -1;
+    last = now;
+    stopChecking();
+    trim().then(
+      (s) => {
         running = false;
-        if (wanted) request();
-      });
+        done++;
+        onTrim(Math.abs(s), s > 0);
+      },
+      () => {
+        running = false;
+      },
+    );
   };
-  const request = (): void => {
-    if (running) wanted = true;
-    else if (timer === null) run();
+  const stopChecking = (): void => {
+    if (timer) clearInterval(timer);
+    timer = null;
+  };
+  const want = (): void => {
+    if (wantedSince < 0) wantedSince = performance.now();
+    if (timer) return;
+    elu = performance.eventLoopUtilization();
+    timer = setInterval(check, CALM_CHECK_MS);
+    timer.unref();
   };
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
-      if ((e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) return request();
+      if ((e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) return want();
     }
   });
   obs.observe({ entryTypes: ['gc'] });
@@ -76,9 +103,8 @@ export function trimHeapAfterMajorGc(env: NodeJS.ProcessEnv = process.env, minIn
     trims: () => done,
     stop: () => {
       obs.disconnect();
-      if (timer) clearTimeout(timer);
-      timer = null;
-      wanted = false;
+      stopChecking();
+      wantedSince = -1;
     },
   };
 }
