@@ -76,8 +76,11 @@ describe('smart heartbeat, one worker', () => {
     assert.equal(live.welcome.heartbeatMs, X);
     assert.equal((await ping(live.conn)).length, 0, 'nothing to advise yet');
     await twoNatDeaths(gw, 'nat-live');
+    assert.equal((await gw.api('GET', '/v1/devices/live-1')).body.heartbeat_ms, X);
     const advice = moor.v1.HeartbeatAdvice.decode(await ping(live.conn));
     assert.equal(advice.heartbeatMs, MIN);
+    // The API reports the interval the session runs on now, not the one of its HELLO.
+    assert.equal((await gw.api('GET', '/v1/devices/live-1')).body.heartbeat_ms, MIN);
     const pinged = Date.now();
     assert.equal((await ping(live.conn)).length, 0, 'advised once');
     // Silent from now on: closed after 2 x MIN (+ one wheel tick), not after the 2 x X it was scheduled with.

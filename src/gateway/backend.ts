@@ -160,21 +160,25 @@ export class WorkerBackend implements ApiBackend {
       guard(store.getDevice(deviceId)),
       guard(store.heads(deviceId)),
       fleet
-        ? guard(fleet.locate(deviceId)).then((l) => (l ? { w: l.worker, node: l.node } : { w: -1 }))
+        ? guard(fleet.locate(deviceId)).then((l) => (l ? { w: l.worker, node: l.node, sid: l.sid } : { w: -1 }))
         : this.gw.mesh.request(shardOf(deviceId, workerCount), Op.LOOKUP, { d: deviceId }).then(
-            (r) => r.hdr as { w: number; node?: string },
-            () => ({ w: -1, node: undefined }),
+            (r) => r.hdr as { w: number; node?: string; sid?: number },
+            () => ({ w: -1, node: undefined, sid: undefined }),
           ),
     ]);
     if (!rec) return null;
     const online = loc.w >= 0;
+    // The record has the interval advised at HELLO; a live session may have been advised
+    // another since (PONG + HeartbeatAdvice). Its worker knows, when it is on this node.
+    const here = online && (loc.node === undefined || loc.node === config.node.id);
+    const liveHb = here ? await this.gw.mesh.request(loc.w, Op.SESSION, { d: deviceId, sid: loc.sid }).then((r) => Number(r.hdr.hb) || 0, () => 0) : 0;
     return {
       online,
       node: online ? (loc.node ?? config.node.id) : rec.node || null,
       worker: online ? loc.w : null,
       connected_at: new Date(rec.connectedAtMs).toISOString(),
       network: { kind: networkName(rec.network.kind), carrier: rec.network.carrier },
-      heartbeat_ms: rec.heartbeatMs,
+      heartbeat_ms: liveHb || rec.heartbeatMs,
       head_seq: heads.headSeq,
       acked_seq: heads.ackedSeq,
     };

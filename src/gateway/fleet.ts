@@ -321,10 +321,10 @@ export class Fleet {
   }
 
   /** Where the device's session is, if its worker is alive (GET /v1/devices). */
-  async locate(deviceId: string): Promise<{ node: string; worker: number } | null> {
+  async locate(deviceId: string): Promise<{ node: string; worker: number; sid: number } | null> {
     const [o] = await this.presence.lookup([deviceId]);
     if (!o || !(await this.presence.alive(o))) return null;
-    return { node: o.node, worker: o.worker };
+    return { node: o.node, worker: o.worker, sid: o.sid };
   }
 
   /** DELETE /v1/devices/{id}/session: true when a live worker got the KICK. */

@@ -368,6 +368,10 @@ export class Gateway implements MeshHandler {
         const loc = this.directory.get(m.hdr.d);
         return { hdr: loc ? { w: loc.worker, sid: loc.sid } : { w: -1, sid: 0 } };
       }
+      case Op.SESSION: {
+        const s = this.hub.get(m.hdr.d);
+        return { hdr: { hb: s && s.sid === m.hdr.sid && s.open ? s.heartbeatMs : 0 } };
+      }
       case Op.KICK_DEVICE: {
         const loc = this.directory.get(m.hdr.d);
         if (!loc) return { hdr: { kicked: false } };

@@ -18,6 +18,8 @@ export const Op = {
   SNAPSHOT: 8,
   /** request to a worker, or on the fleet bus to every worker: {} → {} once it has re-read the dictionary index (a dictionary was installed). */
   DICTS: 9,
+  /** request to the worker holding a device: {d, sid} → {hb} (that session's current heartbeat interval; 0 when it is not there). */
+  SESSION: 10,
 } as const;
 
 /** The push fields shared by every device of one push, as sent over the mesh (body travels raw). */
