@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import { Session } from 'node:inspector';
 import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { trimHeapAfterMajorGc } from '../src/util/heap-trim';
+import { type HeapTrimmer, type HeapTrimOptions, trimHeapAfterMajorGc } from '../src/util/heap-trim';
 
 /** The tests' environment, not the process's: MOOR_HEAP_TRIM=0 in it must not skip them. */
 const env = {};
@@ -32,6 +32,16 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
 
 const rss = (): number => process.memoryUsage.rss();
 
+/** Runs `fn` with a trimmer started with `opts`, stopped afterwards whatever happens. */
+async function withTrimmer(opts: HeapTrimOptions, fn: (t: HeapTrimmer) => Promise<void>): Promise<void> {
+  const trimmer = trimHeapAfterMajorGc(opts);
+  try {
+    await fn(trimmer);
+  } finally {
+    trimmer.stop();
+  }
+}
+
 it('a major GC is followed by a trim that hands the freed heap pages back', { skip: !onGlibc }, async () => {
   // 64 MB of 1 KB buffers (each its own malloc chunk); every 16th stays, so the freed
   // ones leave holes of whole pages that glibc would otherwise keep resident.
@@ -41,8 +51,7 @@ it('a major GC is followed by a trim that hands the freed heap pages back', { sk
   await sleep(100);
   const held = rss();
   const trims: Array<{ s: number; released: boolean }> = [];
-  const trimmer = trimHeapAfterMajorGc({ env, minIntervalMs: 300, onTrim: (s, released) => trims.push({ s, released }) });
-  try {
+  await withTrimmer({ env, minIntervalMs: 300, onTrim: (s, released) => trims.push({ s, released }) }, async (trimmer) => {
     await fullGc(); // nothing left to collect: only the trim can lower RSS now
     assert.ok(await until(() => trimmer.trims() > 0, 2000), 'a trim followed the GC');
     const freed = held - rss();
@@ -50,28 +59,22 @@ it('a major GC is followed by a trim that hands the freed heap pages back', { sk
     assert.equal(bufs.length, 4000);
     assert.equal(trims.length, 1);
     assert.ok(trims[0].released && trims[0].s > 0 && trims[0].s < 1, JSON.stringify(trims));
-  } finally {
-    trimmer.stop();
-  }
+  });
 });
 
 it('trims at most once per interval: a GC inside it gets its trim when it ends', { skip: !onGlibc }, async () => {
-  const trimmer = trimHeapAfterMajorGc({ env, minIntervalMs: 600 });
-  try {
+  await withTrimmer({ env, minIntervalMs: 600 }, async (trimmer) => {
     await fullGc();
     assert.ok(await until(() => trimmer.trims() === 1, 2000), 'the first GC is trimmed at once');
     await fullGc();
     await sleep(150);
     assert.equal(trimmer.trims(), 1, 'not again within the interval');
     assert.ok(await until(() => trimmer.trims() === 2, 2000), 'but once it has passed');
-  } finally {
-    trimmer.stop();
-  }
+  });
 });
 
 it('waits while the event loop is busy (a broadcast, a storm) and trims once it calms down', { skip: !onGlibc }, async () => {
-  const trimmer = trimHeapAfterMajorGc({ env, minIntervalMs: 0 });
-  try {
+  await withTrimmer({ env, minIntervalMs: 0 }, async (trimmer) => {
     await fullGc();
     // Busy: 40 ms of work at a time, back to back, for 1.5 s.
     const end = Date.now() + 1500;
@@ -86,18 +89,13 @@ it('waits while the event loop is busy (a broadcast, a storm) and trims once it 
     });
     assert.equal(trimmer.trims(), 0, 'no trim while the loop was busy');
     assert.ok(await until(() => trimmer.trims() === 1, 2000), 'the trim once it is calm');
-  } finally {
-    trimmer.stop();
-  }
+  });
 });
 
 it('MOOR_HEAP_TRIM=0 turns it off', async () => {
-  const trimmer = trimHeapAfterMajorGc({ env: { MOOR_HEAP_TRIM: '0' }, minIntervalMs: 10 });
-  try {
+  await withTrimmer({ env: { MOOR_HEAP_TRIM: '0' }, minIntervalMs: 10 }, async (trimmer) => {
     await fullGc();
     await sleep(200);
     assert.equal(trimmer.trims(), 0);
-  } finally {
-    trimmer.stop();
-  }
+  });
 });

@@ -18,7 +18,7 @@ import { constants, type EventLoopUtilization, PerformanceObserver, performance 
 import { nativeFunction } from '../protocol/native';
 
 /** Major GCs come seconds apart under load; one trim per 5 s bounds the pool thread's share. */
-export const MIN_TRIM_INTERVAL_MS = 5_000;
+const MIN_TRIM_INTERVAL_MS = 5_000;
 /** How often a wanted trim looks at the event loop. */
 const CALM_CHECK_MS = 100;
 /** The loop's busy share over the last check below which it counts as calm. */
