@@ -58,6 +58,7 @@ export class GatewayCompression {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly name: string;
   private polling: Promise<void> | null = null;
+  private flushing: Promise<void> = Promise.resolve();
   private lastGen = -1;
 
   constructor(private readonly gw: Gateway) {
@@ -296,7 +297,12 @@ export class GatewayCompression {
 
   /** Trains and installs a dictionary (API, CLI, schedule), then applies it here at once. */
   async train(maxBytes?: number): Promise<TrainOutcome & { url: string }> {
-    await this.flushSamples();
+    // Every worker's samples so far, not only those its last timed flush wrote. A worker
+    // that does not answer trains without its newest samples rather than failing the call.
+    const { workerCount, workerIndex, fleet } = this.gw.deps;
+    const others = (op: number) =>
+      Promise.all(Array.from({ length: workerCount }, (_, w) => (w === workerIndex ? null : this.gw.mesh.request(w, op, {}).catch(() => null))));
+    await Promise.all([this.flushSamples(), others(Op.SAMPLES)]);
     let out: TrainOutcome;
     try {
       out = await this.trainer.train(maxBytes);
@@ -308,8 +314,7 @@ export class GatewayCompression {
     await this.poll();
     // The other workers hold it before the answer names it (a device given its URL may use
     // it on any worker); other nodes re-read the index when the bus tells them.
-    const { workerCount, workerIndex, fleet } = this.gw.deps;
-    await Promise.all(Array.from({ length: workerCount }, (_, w) => (w === workerIndex ? null : this.gw.mesh.request(w, Op.DICTS, {}).catch(() => null))));
+    await others(Op.DICTS);
     await fleet?.dictsChanged().catch((err) => this.log.warn({ err }, 'compression: other nodes not told of the new dictionary; they find it at their next poll'));
     return { ...out, url: this.dictUrl(out.id) };
   }
@@ -340,7 +345,17 @@ export class GatewayCompression {
     await writeInUse(store, this.name, { at: Date.now(), gen: this.table.gen, ids: this.table.inUse() });
   }
 
-  private async flushSamples(): Promise<void> {
+  /**
+   * Writes this worker's samples to the store if any changed (timer, stop, and before a
+   * training). Chained, so that a caller also waits for a write already under way: a
+   * training must not read the store before a timed flush that began earlier has landed.
+   */
+  flushSamples(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.flushOnce());
+    return this.flushing;
+  }
+
+  private async flushOnce(): Promise<void> {
     if (!this.sampler.dirty) return;
     try {
       await writeSamples(this.gw.deps.store, this.name, this.sampler.serialize());

@@ -364,6 +364,9 @@ export class Gateway implements MeshHandler {
       case Op.DICTS:
         await this.compression.poll();
         return { hdr: {} };
+      case Op.SAMPLES:
+        await this.compression.flushSamples();
+        return { hdr: {} };
       case Op.LOOKUP: {
         const loc = this.directory.get(m.hdr.d);
         return { hdr: loc ? { w: loc.worker, sid: loc.sid } : { w: -1, sid: 0 } };

@@ -20,6 +20,8 @@ export const Op = {
   DICTS: 9,
   /** request to the worker holding a device: {d, sid} → {hb} (that session's current heartbeat interval; 0 when it is not there). */
   SESSION: 10,
+  /** request to a worker: {} → {} once its pending training samples are in the store (a training is about to read them). */
+  SAMPLES: 11,
 } as const;
 
 /** The push fields shared by every device of one push, as sent over the mesh (body travels raw). */

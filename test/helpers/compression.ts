@@ -21,7 +21,8 @@ export const COMPRESSION_ARGS = [
   '--compression.sample_one_in=1',
   '--compression.dict_min_samples=50',
   '--compression.dict_poll_ms=200',
-  '--compression.sample_flush_ms=1000',
+  // A minute: training must gather every worker's samples itself (Op.SAMPLES), not wait for timers.
+  '--compression.sample_flush_ms=60000',
   '--compression.min_bytes=32',
   // No lag back-off: a loaded test machine must not turn compression off under a test.
   '--compression.lag_ms=60000',
@@ -40,9 +41,8 @@ export interface Trained {
   bytes: Buffer;
 }
 
-/** POST /v1/dicts after the workers flushed their samples; the new dictionary, loaded here too. */
-export async function train(gw: Gateway, flushWaitMs = 1300): Promise<Trained> {
-  await new Promise((r) => setTimeout(r, flushWaitMs));
+/** POST /v1/dicts (every worker flushes its samples first); the new dictionary, loaded here too. */
+export async function train(gw: Gateway): Promise<Trained> {
   const r = await gw.api('POST', '/v1/dicts', {});
   assert.equal(r.status, 201, JSON.stringify(r.body));
   const bytes = Buffer.from(await (await fetch(r.body.url as string)).arrayBuffer());
