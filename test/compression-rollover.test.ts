@@ -16,17 +16,10 @@ import { EmbeddedStore } from '../src/store/embedded';
 import { BODIES, COMPRESSION_ARGS, feedSamples, native, nextPush, settle, type Trained, train } from './helpers/compression';
 import { connect, open } from './helpers/device';
 import { API_KEY, type Gateway, startGateway } from './helpers/gateway';
+import { until } from './helpers/until';
 
 const { LZ4, ZSTD } = moor.v1.Codec;
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'moor.js');
-
-async function until(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await settle(100);
-  }
-}
 
 const dictStatus = async (gw: Gateway, id: number): Promise<number> => (await fetch(`http://127.0.0.1:${gw.wsPort}/v1/dicts/${id}`)).status;
 

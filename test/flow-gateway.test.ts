@@ -18,6 +18,7 @@ import { moor } from '../src/protocol/generated/moor';
 import { connect, expectFrame, expectPush, TRANSPORTS } from './helpers/device';
 import { type Gateway, startGateway } from './helpers/gateway';
 import { openPausable, rssAnon } from './helpers/slow-device';
+import { until } from './helpers/until';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -258,8 +259,8 @@ describe('flow control: slow consumers', { timeout: 120_000 }, () => {
     t.diagnostic(`worker RssAnon: +${mb(mid - plateau)} MB, +${mb(grown)} MB after 24 and 48 MB more pushed to a paused device`);
     // Half of what was pushed: GC timing moves RSS by ~10 MB; unbounded buffering grows ~1.4x what is pushed.
     assert.ok(grown < 24 * 1024 * 1024, `the worker grew ${mb(grown)} MB (${mb(mid - plateau)} MB after the first 24) for 48 MB more pushed to a device that reads nothing`);
-    await sleep(1500); // a sweep has run
-    const m = (await gw.api('GET', '/metrics')).body as string;
+    let m = '';
+    await until(async () => /moor_flow_slow_sessions 1/.test((m = (await gw.api('GET', '/metrics')).body as string)), 10_000, 'a sweep to count the slow session', 100);
     const held = Number(/moor_flow_slow_buffered_bytes (\d+)/.exec(m)?.[1] ?? -1);
     assert.ok(held >= MAX_BUFFERED / 4 && held <= MAX_BUFFERED + 20_000, `bytes held for the slow session: ${held}`);
     assert.match(m, /moor_flow_slow_sessions 1/);

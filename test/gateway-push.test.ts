@@ -9,6 +9,7 @@ import { ErrorCode, FrameType } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
 import { ack, connect, expectError, expectFrame, expectPush, expectSilence, TRANSPORTS } from './helpers/device';
 import { type Gateway, startGateway } from './helpers/gateway';
+import { until } from './helpers/until';
 
 let gw: Gateway;
 before(async () => {
@@ -104,7 +105,7 @@ describe('push to devices', () => {
     assert.equal((await expectPush(d.conn)).seq, 1);
     assert.equal((await expectPush(d.conn)).seq, 2);
     ack(d.conn, 2);
-    await new Promise((r) => setTimeout(r, 200));
+    await until(async () => (await gw.api('GET', '/v1/devices/alo-1')).body.acked_seq === 2, 5000, 'the ACK to be stored');
     d.conn.close();
     await d.conn.closed(2000);
     d = await connect(gw, 'ws', 'alo-1');

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { MoorClient } from '../src/client';
 import type { moor } from '../src/protocol/generated/moor';
 import { type Gateway, startGateway } from './helpers/gateway';
+import { until } from './helpers/until';
 
 let gw: Gateway;
 before(async () => {
@@ -30,14 +31,6 @@ function client(id: string, transport: 'ws' | 'tcp'): { c: MoorClient; pushes: m
   return { c, pushes };
 }
 
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe('client library against the real gateway', () => {
   it('connects, receives and ACKs pushes, and sees nothing twice after reconnecting', async () => {
     const { c, pushes } = client('lib-1', 'tcp');
@@ -46,9 +39,7 @@ describe('client library against the real gateway', () => {
     await until(() => pushes.length === 3, 5000, 'three pushes');
     assert.deepEqual(pushes.map((p) => p.seq), [1, 2, 3]);
     await until(() => c.lastSeq === 3, 2000, 'lastSeq 3');
-    await new Promise((r) => setTimeout(r, 300));
-    const info = await gw.api('GET', '/v1/devices/lib-1');
-    assert.equal(info.body.acked_seq, 3);
+    await until(async () => (await gw.api('GET', '/v1/devices/lib-1')).body.acked_seq === 3, 5000, 'the client library to ACK up to 3');
     await c.close();
   });
 });

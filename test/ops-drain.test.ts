@@ -14,16 +14,9 @@ import { FrameType, GoAwayReason } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
 import { connect, type Device, expectFrame, open } from './helpers/device';
 import { API_KEY, freePort, startGateway } from './helpers/gateway';
+import { until } from './helpers/until';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 /** `n` consecutive free ports (for resume ports that must stay the same across gateways). */
 /** `n` consecutive free ports (the per-worker resume ports). */

@@ -8,16 +8,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MoorClient, RawConnection } from '../src/client';
 import { API_KEY, type Gateway, startGateway } from './helpers/gateway';
+import { until } from './helpers/until';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 interface Dev {
   id: string;
@@ -116,7 +109,8 @@ async function roll(workers: number): Promise<void> {
     }
     // The presence directory recovered: every device is routed to live again.
     await until(() => devs.every((d) => d.c.state === 'ready'), 10_000, 'every device reconnected');
-    await sleep(300);
+    const known = async (id: string): Promise<boolean> => (await gw.api('GET', `/v1/devices/${id}`)).body.online === true;
+    await until(async () => (await Promise.all(devs.map((d) => known(d.id)))).every(Boolean), 5000, 'every device in the directory');
     for (const d of devs) {
       const r = await push(gw, d.id, 'after');
       assert.equal(r.online, 1, `${d.id} is known to the directory after the roll`);
