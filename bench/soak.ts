@@ -86,6 +86,7 @@ function clientBase(o: SoakOptions, deadline: number): Omit<SoakClientSpec, 'id'
     reconnectMaxMs: 15_000,
     apiKey: API_KEY,
     maxLifeMs: Math.max(60_000, deadline - Date.now() + 30_000),
+    napUs: o.clientNapUs,
   };
 }
 

@@ -110,6 +110,9 @@ describe('bench soak --quick', () => {
     assert.ok(report.samples.every((x: { ioStallPct: unknown }) => typeof x.ioStallPct === 'number' && x.ioStallPct >= 0 && x.ioStallPct <= 100));
     assert.ok(report.memory.ws.conns > 3000 && report.memory.tcp.conns > 700, 'the ramp was split: WebSocket sessions, then raw TCP ones');
     assert.match(report.memory.method, /PSS/);
+    // Receive-coalescing naps are counted per ramp and per fan-out round (bench/soak/coalesce.ts).
+    for (const r of [...report.gateway.fanout.rounds, ...report.bare.fanout.rounds]) assert.equal(typeof r.clientNaps, 'number');
+    assert.equal(typeof report.gateway.ramp.clientNaps, 'number');
     const page = readFileSync(html, 'utf8');
     assert.ok((page.match(/<svg /g)?.length ?? 0) >= 6, 'connections, RSS, memory, CPU, latency CDF, fan-out charts');
     assert.ok(!/\b(src|href)=/.test(page), 'no external asset');

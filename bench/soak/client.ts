@@ -17,6 +17,7 @@ import { parseHeader } from '../../src/protocol/decoder';
 import { encodeFrame } from '../../src/protocol/encoder';
 import { moor } from '../../src/protocol/generated/moor';
 import { maskedFrame, mintToken, OP_BINARY, parseFrames, upgradeRequest } from '../lib/ws-wire';
+import { ReceiveCoalescer } from './coalesce';
 import type { ClientStats, FromClient, SoakClientSpec, ToClient } from './messages';
 import { pushFields } from './push-fields';
 import { Pushers } from './pushers';
@@ -85,6 +86,7 @@ const stats: ClientStats = {
   cpuMs: 0,
   fanRound: -1,
   fanGot: 0,
+  naps: 0,
 };
 let target = 0;
 let allowance = 0;
@@ -293,7 +295,11 @@ function onWsMessage(i: number, opcode: number, payload: Buffer): void {
   onMoorFrame(i, header.type, payload.subarray(r));
 }
 
+/** Naps while data trickles in, so a wake-up reads a batch (coalesce.ts says why). */
+const coalescer = new ReceiveCoalescer(spec.napUs);
+
 function onData(this: Sock, d: Buffer): void {
+  coalescer.read();
   const i = this.idx;
   if (socks[i] !== this) return;
   const tail = tails.get(i);
@@ -430,6 +436,7 @@ function report(): void {
   const cpu = process.cpuUsage();
   stats.cpuMs = (cpu.user + cpu.system) / 1000;
   stats.rss = process.memoryUsage.rss();
+  stats.naps = coalescer.naps;
   send({ t: 'progress', s: stats });
 }
 

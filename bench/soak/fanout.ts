@@ -25,6 +25,8 @@ export interface FanoutRound {
   curve: Array<[number, number]>;
   /** What the sender reported (the API answer, or the bare publish calls). */
   sender: Record<string, unknown>;
+  /** Receive-coalescing naps the client processes took during the round (client.ts). */
+  clientNaps: number;
 }
 
 export interface FanoutResult {
@@ -52,6 +54,7 @@ export async function fanout(
     const round = firstRound + k;
     await sleep(1000);
     const expected = pool.sum((s) => s.open);
+    const naps0 = pool.sum((s) => s.naps);
     const t0 = wallNow();
     const sender = await send(round);
     const deadline = performance.now() + timeoutMs;
@@ -72,9 +75,10 @@ export async function fanout(
       msgsPerS: received && t100 > 0 ? Math.round((received * 1000) / t100) : 0,
       curve: cdf(times).map(([ms, f]) => [ms, +((f * received) / Math.max(1, expected)).toFixed(4)]),
       sender,
+      clientNaps: pool.sum((s) => s.naps) - naps0,
     };
     out.push(r);
-    status.log(`${label} fan-out ${k + 1}/${rounds}: ${int(received)}/${int(expected)} received, 50% in ${r.t50} ms, 100% in ${t100} ms → ${int(r.msgsPerS)} msgs/s`);
+    status.log(`${label} fan-out ${k + 1}/${rounds}: ${int(received)}/${int(expected)} received, 50% in ${r.t50} ms, 100% in ${t100} ms → ${int(r.msgsPerS)} msgs/s (${int(r.clientNaps)} client naps)`);
   }
   const byRate = [...out].sort((a, b) => a.msgsPerS - b.msgsPerS);
   return { rounds: out, median: byRate[Math.floor(byRate.length / 2)] ?? null };

@@ -40,6 +40,8 @@ export interface SoakClientSpec {
   apiPort: number;
   apiKey: string;
   maxLifeMs: number;
+  /** Receive coalescing: nap this long while data trickles in (0: off; client.ts). */
+  napUs: number;
 }
 
 export interface ClientStats {
@@ -75,6 +77,8 @@ export interface ClientStats {
   /** The newest fan-out round seen and how many devices here received it. */
   fanRound: number;
   fanGot: number;
+  /** Receive-coalescing naps taken so far (client.ts). */
+  naps: number;
 }
 
 export interface DialResult {

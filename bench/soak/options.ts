@@ -29,6 +29,8 @@ export interface SoakOptions {
   outDir: string;
   timeoutS: number;
   quick: boolean;
+  /** Client processes' receive coalescing: the nap, in microseconds, while data trickles in (0: off; client.ts). */
+  clientNapUs: number;
   /** Extra `moor serve` flags, from --gw.KEY=VALUE. */
   gwArgs: string[];
 }
@@ -82,6 +84,10 @@ Writes bench/out/soak-<time>.json and .html (charts), prints one JSON line.
                       sessions (default = --bare-conns when --tcp-pct > 0; 0 skips it)
   --out-dir=DIR       where the reports go (default bench/out)
   --timeout-s=S       hard bound on the whole run (default: from the phases)
+  --client-nap-us=U   client processes wait U microseconds (default 1000; 0: never) before
+                      reading again while data trickles in (over 5,000 reads/s, under
+                      64 per wake-up), so that loopback receivers on the servers'
+                      cores cost per batch rather than per message
   --gw.KEY=VALUE      passed to moor serve as --KEY=VALUE (e.g. --gw.heartbeat.default_ms=60000)
   --quick             about 80 s: 5000 connections (1000 for bare node:net), 10 s hold,
                       1 s samples (CI)
@@ -113,6 +119,7 @@ const INTS: Record<string, keyof SoakOptions> = {
   'bare-conns': 'bareConns',
   'bare-tcp-conns': 'bareTcpConns',
   'timeout-s': 'timeoutS',
+  'client-nap-us': 'clientNapUs',
 };
 
 export function parseOptions(argv: string[], root: string): SoakOptions | 'help' {
@@ -140,6 +147,7 @@ export function parseOptions(argv: string[], root: string): SoakOptions | 'help'
     outDir: path.join(root, 'bench', 'out'),
     timeoutS: 0,
     quick: false,
+    clientNapUs: 1000,
     gwArgs: [],
   };
   if (argv.includes('--quick')) {

@@ -52,6 +52,8 @@ export interface RampResult {
   /** Highest rate over any 1 s window. */
   peakPerS: number;
   reasons: Record<string, number>;
+  /** Receive-coalescing naps the client processes took during the ramp (client.ts). */
+  clientNaps: number;
   /** [seconds since the ramp started, open, failed] every 250 ms. */
   series: Array<[number, number, number]>;
 }
@@ -71,6 +73,7 @@ export async function ramp(pool: ClientPool, status: Status, label: string, n: n
   const failed0 = pool.sum((s) => s.failed);
   const open0 = pool.sum((s) => s.open);
   const reasons0 = pool.reasons();
+  const naps0 = pool.sum((s) => s.naps);
   const target = pool.target(n);
   const t0 = performance.now();
   const series: Array<[number, number, number]> = [];
@@ -100,9 +103,10 @@ export async function ramp(pool: ClientPool, status: Status, label: string, n: n
         ratePerS: Math.round((open - open0) / seconds),
         peakPerS: Math.round(peak),
         reasons: diff(pool.reasons(), reasons0),
+        clientNaps: pool.sum((s) => s.naps) - naps0,
         series,
       };
-      status.log(`${label}: ${int(open)}/${int(target)} up in ${seconds.toFixed(1)} s (${int(res.ratePerS)}/s, peak ${int(res.peakPerS)}/s), ${int(failed)} failed handshakes${settled ? '' : ' — DEADLINE reached'}`);
+      status.log(`${label}: ${int(open)}/${int(target)} up in ${seconds.toFixed(1)} s (${int(res.ratePerS)}/s, peak ${int(res.peakPerS)}/s), ${int(failed)} failed handshakes, ${int(res.clientNaps)} client naps${settled ? '' : ' — DEADLINE reached'}`);
       return res;
     }
   }
@@ -122,6 +126,7 @@ export function joinRamps(a: RampResult, b: RampResult): RampResult {
     ratePerS: seconds > 0 ? Math.round((a.ratePerS * a.seconds + b.ratePerS * b.seconds) / seconds) : 0,
     peakPerS: Math.max(a.peakPerS, b.peakPerS),
     reasons,
+    clientNaps: a.clientNaps + b.clientNaps,
     series: [...a.series, ...b.series.map(([t, open, failed]): [number, number, number] => [+(t + a.seconds).toFixed(2), open, failed + a.failed])],
   };
 }
