@@ -7,8 +7,8 @@
 //! Dictionaries live in a per-thread table keyed by their zstd dictionary id (each
 //! Node thread has its own, so piscina workers never share state with the event loop).
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::ptr::NonNull;
 
@@ -77,8 +77,19 @@ impl PreparedDict {
       if (cp.strategy as u32) <= sys::ZSTD_strategy::ZSTD_dfast as u32 {
         cp.minMatch = cp.minMatch.min(4);
       }
-      let mem = sys::ZSTD_customMem { customAlloc: None, customFree: None, opaque: std::ptr::null_mut() };
-      let p = sys::ZSTD_createCDict_advanced(bytes.as_ptr().cast(), bytes.len(), sys::ZSTD_dictLoadMethod_e::ZSTD_dlm_byCopy, sys::ZSTD_dictContentType_e::ZSTD_dct_auto, cp, mem);
+      let mem = sys::ZSTD_customMem {
+        customAlloc: None,
+        customFree: None,
+        opaque: std::ptr::null_mut(),
+      };
+      let p = sys::ZSTD_createCDict_advanced(
+        bytes.as_ptr().cast(),
+        bytes.len(),
+        sys::ZSTD_dictLoadMethod_e::ZSTD_dlm_byCopy,
+        sys::ZSTD_dictContentType_e::ZSTD_dct_auto,
+        cp,
+        mem,
+      );
       NonNull::new(p).map(PreparedDict)
     }
   }
@@ -138,7 +149,10 @@ impl Codec {
     Codec {
       cctx: CCtx::create(),
       // SAFETY: a plain allocation; null only when out of memory.
-      dict_cctx: RawCCtx(NonNull::new(unsafe { sys::ZSTD_createCCtx() }).expect("zstd could not allocate a compression context")),
+      dict_cctx: RawCCtx(
+        NonNull::new(unsafe { sys::ZSTD_createCCtx() })
+          .expect("zstd could not allocate a compression context"),
+      ),
       dctx: DCtx::create(),
       dicts: HashMap::new(),
       lz4_out: Vec::new(),
@@ -178,9 +192,18 @@ impl Codec {
       d.refs += 1;
       return Ok(id);
     }
-    let cdict = PreparedDict::new(bytes, level).ok_or("zstd could not prepare the dictionary for compression")?;
+    let cdict =
+      PreparedDict::new(bytes, level).ok_or("zstd could not prepare the dictionary for compression")?;
     let ddict = DDict::try_create(bytes).ok_or("zstd could not prepare the dictionary for decompression")?;
-    self.dicts.insert(id, Dict { cdict, ddict, fingerprint: fp, refs: 1 });
+    self.dicts.insert(
+      id,
+      Dict {
+        cdict,
+        ddict,
+        fingerprint: fp,
+        refs: 1,
+      },
+    );
     Ok(id)
   }
 
@@ -203,18 +226,42 @@ impl Codec {
   /// zstd-compress `src` into `dst` with dictionary `dict_id` (0 = none) or, without
   /// one, at `level`: one frame, content size and dictionary id in its header. Its
   /// length, or 0 when it does not fit `dst`.
-  pub fn zstd_compress_into(&mut self, src: &[u8], dst: &mut [u8], dict_id: u32, level: i32) -> Result<usize, String> {
+  pub fn zstd_compress_into(
+    &mut self,
+    src: &[u8],
+    dst: &mut [u8],
+    dict_id: u32,
+    level: i32,
+  ) -> Result<usize, String> {
     let r = if dict_id == 0 {
       self.cctx.compress(dst, src, level)
     } else {
-      let d = self.dicts.get(&dict_id).ok_or_else(|| format!("dictionary {dict_id} is not loaded"))?;
+      let d = self
+        .dicts
+        .get(&dict_id)
+        .ok_or_else(|| format!("dictionary {dict_id} is not loaded"))?;
       // SAFETY: live, non-overlapping buffers of the lengths passed; our context and dictionary.
-      let n = unsafe { sys::ZSTD_compress_usingCDict(self.dict_cctx.0.as_ptr(), dst.as_mut_ptr().cast(), dst.len(), src.as_ptr().cast(), src.len(), d.cdict.0.as_ptr()) };
-      if unsafe { sys::ZSTD_isError(n) } != 0 { Err(n) } else { Ok(n) }
+      let n = unsafe {
+        sys::ZSTD_compress_usingCDict(
+          self.dict_cctx.0.as_ptr(),
+          dst.as_mut_ptr().cast(),
+          dst.len(),
+          src.as_ptr().cast(),
+          src.len(),
+          d.cdict.0.as_ptr(),
+        )
+      };
+      if unsafe { sys::ZSTD_isError(n) } != 0 {
+        Err(n)
+      } else {
+        Ok(n)
+      }
     };
     match r {
       Ok(n) => Ok(n),
-      Err(c) if unsafe { sys::ZSTD_getErrorCode(c) } == sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall => Ok(0),
+      Err(c) if unsafe { sys::ZSTD_getErrorCode(c) } == sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall => {
+        Ok(0)
+      }
       Err(c) => Err(zstd_safe::get_error_name(c).to_string()),
     }
   }
@@ -264,7 +311,11 @@ impl Codec {
     match r {
       Ok(n) => Ok(n),
       // SAFETY: ZSTD_getErrorCode only classifies the returned code.
-      Err(code) if unsafe { sys::ZSTD_getErrorCode(code) } == sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall => Err(Fault::TooLarge),
+      Err(code)
+        if unsafe { sys::ZSTD_getErrorCode(code) } == sys::ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall =>
+      {
+        Err(Fault::TooLarge)
+      }
       Err(_) => Err(Fault::Corrupt),
     }
   }
@@ -305,14 +356,31 @@ pub fn train(samples: &[u8], sizes: &[usize], max_size: usize) -> Result<Vec<u8>
     accel: 1,
     shrinkDict: 0,
     shrinkDictMaxRegression: 0,
-    zParams: sys::ZDICT_params_t { compressionLevel: 0, notificationLevel: 0, dictID: 0 },
+    zParams: sys::ZDICT_params_t {
+      compressionLevel: 0,
+      notificationLevel: 0,
+      dictID: 0,
+    },
   };
   let mut out = vec![0u8; max_size];
   // SAFETY: the buffers are live and their lengths are the ones passed.
-  let r = unsafe { sys::ZDICT_trainFromBuffer_fastCover(out.as_mut_ptr().cast(), out.len(), samples.as_ptr().cast(), sizes.as_ptr(), nb, params) };
+  let r = unsafe {
+    sys::ZDICT_trainFromBuffer_fastCover(
+      out.as_mut_ptr().cast(),
+      out.len(),
+      samples.as_ptr().cast(),
+      sizes.as_ptr(),
+      nb,
+      params,
+    )
+  };
   if unsafe { sys::ZDICT_isError(r) } != 0 {
     // SAFETY: zdict's error names are static C strings.
-    return Err(unsafe { std::ffi::CStr::from_ptr(sys::ZDICT_getErrorName(r)) }.to_string_lossy().into_owned());
+    return Err(
+      unsafe { std::ffi::CStr::from_ptr(sys::ZDICT_getErrorName(r)) }
+        .to_string_lossy()
+        .into_owned(),
+    );
   }
   out.truncate(r);
   Ok(out)
@@ -355,7 +423,11 @@ mod tests {
       assert_eq!(get_varint(&b), Some((v, b.len())));
     }
     assert_eq!(get_varint(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), None);
-    assert_eq!(get_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f]), None, "2^35 - 1 is not a u32");
+    assert_eq!(
+      get_varint(&[0xff, 0xff, 0xff, 0xff, 0x1f]),
+      None,
+      "2^35 - 1 is not a u32"
+    );
   }
 
   #[test]
@@ -368,9 +440,16 @@ mod tests {
     let mut dst = vec![0; 1 << 16];
     assert_eq!(lz4_decompress_into(&out[..n], &mut dst), Ok(src.len()));
     assert_eq!(&dst[..src.len()], &src[..]);
-    assert_eq!(lz4_decompress_into(&out[..n], &mut dst[..100]), Err(Fault::TooLarge));
+    assert_eq!(
+      lz4_decompress_into(&out[..n], &mut dst[..100]),
+      Err(Fault::TooLarge)
+    );
     assert_eq!(lz4_decompress_into(&out[..n - 3], &mut dst), Err(Fault::Corrupt));
-    assert_eq!(c.lz4_compress_into(b"incompressible", &mut [0u8; 8]), 0, "does not fit");
+    assert_eq!(
+      c.lz4_compress_into(b"incompressible", &mut [0u8; 8]),
+      0,
+      "does not fit"
+    );
   }
 
   #[test]
@@ -387,11 +466,17 @@ mod tests {
     let mut plain = vec![0; 1024];
     let m = c.zstd_compress_into(msg, &mut plain, 0, 3).unwrap();
     assert!(n * 2 < m, "dict {n} vs plain {m}");
-    assert_eq!(zstd_safe::get_dict_id_from_frame(&with).map(|i| i.get()), Some(123_456));
+    assert_eq!(
+      zstd_safe::get_dict_id_from_frame(&with).map(|i| i.get()),
+      Some(123_456)
+    );
     let mut dst = vec![0; 1 << 16];
     assert_eq!(c.zstd_decompress_into(&with, &mut dst), Ok(msg.len()));
     assert_eq!(&dst[..msg.len()], msg);
-    assert_eq!(c.zstd_decompress_into(&with, &mut dst[..10]), Err(Fault::TooLarge));
+    assert_eq!(
+      c.zstd_decompress_into(&with, &mut dst[..10]),
+      Err(Fault::TooLarge)
+    );
     assert_eq!(c.zstd_compress_into(msg, &mut [0u8; 4], 123_456, 3), Ok(0));
     let other = Codec::new();
     assert_eq!(other.zstd_size(&with, 1 << 16), Err(Fault::UnknownDict));
@@ -444,7 +529,10 @@ mod tests {
   #[test]
   fn garbage_is_corrupt() {
     let c = Codec::new();
-    assert_eq!(c.zstd_size(b"not a zstd frame at all", 1 << 16), Err(Fault::Corrupt));
+    assert_eq!(
+      c.zstd_size(b"not a zstd frame at all", 1 << 16),
+      Err(Fault::Corrupt)
+    );
     let mut frame = zstd::bulk::compress(b"hello world hello world", 3).unwrap();
     frame.push(0);
     assert_eq!(c.zstd_size(&frame, 1 << 16), Err(Fault::Corrupt), "trailing byte");

@@ -52,7 +52,11 @@ fn panicked(what: &str) -> String {
 }
 
 /// (src, dst) views; dst must not overlap src.
-unsafe fn src_dst<'a>(env: sys::napi_env, src: sys::napi_value, dst: sys::napi_value) -> Option<(&'a [u8], &'a mut [u8])> {
+unsafe fn src_dst<'a>(
+  env: sys::napi_env,
+  src: sys::napi_value,
+  dst: sys::napi_value,
+) -> Option<(&'a [u8], &'a mut [u8])> {
   let (sp, slen) = unsafe { view(env, src) }?;
   let (dp, dlen) = unsafe { view(env, dst) }?;
   let (s0, d0) = (sp as usize, dp as usize);
@@ -60,7 +64,12 @@ unsafe fn src_dst<'a>(env: sys::napi_env, src: sys::napi_value, dst: sys::napi_v
     return None;
   }
   // SAFETY: live views for this synchronous call that do not overlap.
-  Some(unsafe { (std::slice::from_raw_parts(sp as *const u8, slen), std::slice::from_raw_parts_mut(dp, dlen)) })
+  Some(unsafe {
+    (
+      std::slice::from_raw_parts(sp as *const u8, slen),
+      std::slice::from_raw_parts_mut(dp, dlen),
+    )
+  })
 }
 
 fn fault_code(r: Result<usize, Fault>) -> i64 {
@@ -75,7 +84,13 @@ unsafe extern "C" fn lz4_compress_into(env: sys::napi_env, info: sys::napi_callb
     return ptr::null_mut();
   };
   let Some((src, dst)) = (unsafe { src_dst(env, src, dst) }) else {
-    return unsafe { throw(env, false, "lz4CompressInto(src, dst): two Uint8Arrays that do not overlap") };
+    return unsafe {
+      throw(
+        env,
+        false,
+        "lz4CompressInto(src, dst): two Uint8Arrays that do not overlap",
+      )
+    };
   };
   if src.len() > u32::MAX as usize {
     return unsafe { throw(env, true, "lz4CompressInto: src is 4 GiB or more") };
@@ -86,12 +101,21 @@ unsafe extern "C" fn lz4_compress_into(env: sys::napi_env, info: sys::napi_callb
   }
 }
 
-unsafe extern "C" fn lz4_decompress_into(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn lz4_decompress_into(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   let Some((_, [src, dst])) = (unsafe { args::<2>(env, info) }) else {
     return ptr::null_mut();
   };
   let Some((src, dst)) = (unsafe { src_dst(env, src, dst) }) else {
-    return unsafe { throw(env, false, "lz4DecompressInto(src, dst): two Uint8Arrays that do not overlap") };
+    return unsafe {
+      throw(
+        env,
+        false,
+        "lz4DecompressInto(src, dst): two Uint8Arrays that do not overlap",
+      )
+    };
   };
   match catch_unwind(AssertUnwindSafe(|| compress::lz4_decompress_into(src, dst))) {
     Ok(r) => unsafe { number(env, fault_code(r)) },
@@ -99,37 +123,68 @@ unsafe extern "C" fn lz4_decompress_into(env: sys::napi_env, info: sys::napi_cal
   }
 }
 
-unsafe extern "C" fn zstd_compress_into(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn zstd_compress_into(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   let Some((_, [src, dst, dict, level])) = (unsafe { args::<4>(env, info) }) else {
     return ptr::null_mut();
   };
   let Some((src, dst)) = (unsafe { src_dst(env, src, dst) }) else {
-    return unsafe { throw(env, false, "zstdCompressInto(src, dst, dictId, level): src and dst are Uint8Arrays that do not overlap") };
+    return unsafe {
+      throw(
+        env,
+        false,
+        "zstdCompressInto(src, dst, dictId, level): src and dst are Uint8Arrays that do not overlap",
+      )
+    };
   };
   let (Some(dict), Some(level)) = (unsafe { (u32_arg(env, dict), i32_arg(env, level)) }) else {
-    return unsafe { throw(env, false, "zstdCompressInto: dictId must be a u32 (0 = none), level an int") };
+    return unsafe {
+      throw(
+        env,
+        false,
+        "zstdCompressInto: dictId must be a u32 (0 = none), level an int",
+      )
+    };
   };
-  match catch_unwind(AssertUnwindSafe(|| with_codec(|c| c.zstd_compress_into(src, dst, dict, level)))) {
+  match catch_unwind(AssertUnwindSafe(|| {
+    with_codec(|c| c.zstd_compress_into(src, dst, dict, level))
+  })) {
     Ok(Ok(n)) => unsafe { number(env, n as i64) },
     Ok(Err(e)) => unsafe { throw(env, false, &format!("zstdCompressInto: {e}")) },
     Err(_) => unsafe { throw(env, false, &panicked("zstdCompressInto")) },
   }
 }
 
-unsafe extern "C" fn zstd_decompress_into(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn zstd_decompress_into(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   let Some((_, [src, dst])) = (unsafe { args::<2>(env, info) }) else {
     return ptr::null_mut();
   };
   let Some((src, dst)) = (unsafe { src_dst(env, src, dst) }) else {
-    return unsafe { throw(env, false, "zstdDecompressInto(src, dst): two Uint8Arrays that do not overlap") };
+    return unsafe {
+      throw(
+        env,
+        false,
+        "zstdDecompressInto(src, dst): two Uint8Arrays that do not overlap",
+      )
+    };
   };
-  match catch_unwind(AssertUnwindSafe(|| with_codec(|c| c.zstd_decompress_into(src, dst)))) {
+  match catch_unwind(AssertUnwindSafe(|| {
+    with_codec(|c| c.zstd_decompress_into(src, dst))
+  })) {
     Ok(r) => unsafe { number(env, fault_code(r)) },
     Err(_) => unsafe { throw(env, false, &panicked("zstdDecompressInto")) },
   }
 }
 
-unsafe extern "C" fn zstd_frame_dict_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+unsafe extern "C" fn zstd_frame_dict_id(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> sys::napi_value {
   let Some((_, [src])) = (unsafe { args::<1>(env, info) }) else {
     return ptr::null_mut();
   };
@@ -187,9 +242,17 @@ unsafe extern "C" fn train_dictionary(env: sys::napi_env, info: sys::napi_callba
     .map(|&s| s as usize)
     .collect();
   if sizes.iter().sum::<usize>() != samples.len() {
-    return unsafe { throw(env, true, "trainDictionary: sizes do not add up to samples.length") };
+    return unsafe {
+      throw(
+        env,
+        true,
+        "trainDictionary: sizes do not add up to samples.length",
+      )
+    };
   }
-  match catch_unwind(AssertUnwindSafe(|| compress::train(samples, &sizes, max as usize))) {
+  match catch_unwind(AssertUnwindSafe(|| {
+    compress::train(samples, &sizes, max as usize)
+  })) {
     Ok(Ok(dict)) => unsafe { buffer_of(env, &dict, "trainDictionary") },
     Ok(Err(e)) => unsafe { throw(env, false, &format!("trainDictionary: {e}")) },
     Err(_) => unsafe { throw(env, false, &panicked("trainDictionary")) },
