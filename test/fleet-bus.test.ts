@@ -10,6 +10,7 @@ import type { WorkerAddress } from '../src/presence/presence';
 import { connectWithin, createClient, type RedisClient } from '../src/store/redis-client';
 import { parseRedisUrl } from '../src/store/redis-url';
 import { type RedisCluster, type RedisServer, startCluster, startRedis } from './helpers/redis';
+import { until } from './helpers/until';
 
 let single: Promise<RedisServer> | undefined;
 let cluster: Promise<RedisCluster> | undefined;
@@ -47,14 +48,6 @@ async function fleetOf(url: string, addrs: WorkerAddress[]): Promise<{ members: 
   };
 }
 
-async function until(what: string, ms: number, ok: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await ok())) {
-    if (Date.now() > deadline) assert.fail(`${what} within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 for (const kind of ['redis', 'redis cluster'] as const) {
   let n = 0;
   const url = async () => (kind === 'redis' ? (await (single ??= startRedis())).url(`b${++n}`) : (await (cluster ??= startCluster(3))).url(`b${++n}`));
@@ -68,7 +61,7 @@ for (const kind of ['redis', 'redis cluster'] as const) {
         assert.equal(await b0.bus.sendTo(w('a', 1), new Uint8Array(Buffer.from('xxto a1').subarray(2))), true);
         assert.equal(await a0.bus.sendTo({ node: 'b', worker: 0, epoch: 'older' }, Buffer.from('nobody')), false, 'a restarted worker is another address');
         assert.equal(await a0.bus.sendTo(w('c', 0), Buffer.from('nobody')), false);
-        await until('both arrive', 3000, () => b0.got.length === 1 && a1.got.length === 1);
+        await until(() => b0.got.length === 1 && a1.got.length === 1, 3000, 'both to arrive', 20);
         assert.deepEqual([a0.got, a1.got, b0.got], [[], ['to a1'], ['to b0']]);
       } finally {
         await f.close();
@@ -82,7 +75,7 @@ for (const kind of ['redis', 'redis cluster'] as const) {
         const sent = Array.from({ length: 200 }, (_, i) => `m${i}`);
         await Promise.all(sent.map((m) => a.bus.sendTo(w('b', 0), Buffer.from(m))));
         assert.equal(await c.bus.broadcast(Buffer.from('all')), 3);
-        await until('everything arrives', 3000, () => b.got.length === 201 && a.got.length === 1 && c.got.length === 1);
+        await until(() => b.got.length === 201 && a.got.length === 1 && c.got.length === 1, 3000, 'everything to arrive', 20);
         assert.deepEqual(
           b.got.filter((m) => m !== 'all'),
           sent,
@@ -104,8 +97,8 @@ describe('bus: Redis restarts', () => {
       await srv.kill();
       await assert.rejects(a.bus.sendTo(w('b', 0), Buffer.from('lost')), (err: { code?: string }) => err.code === 'STORE_UNAVAILABLE');
       await srv.restart();
-      await until('b listens again', 10_000, async () => (await a.bus.sendTo(w('b', 0), Buffer.from('back')).catch(() => false)) === true);
-      await until('it arrives', 3000, () => b.got.includes('back'));
+      await until(async () => (await a.bus.sendTo(w('b', 0), Buffer.from('back')).catch(() => false)) === true, 10_000, 'b to listen again', 20);
+      await until(() => b.got.includes('back'), 3000, 'it to arrive', 20);
     } finally {
       await f.close();
       await srv.stop();

@@ -8,6 +8,7 @@ import { Session } from 'node:inspector';
 import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type HeapTrimmer, type HeapTrimOptions, trimHeapAfterMajorGc } from '../src/util/heap-trim';
+import { until } from './helpers/until';
 
 /** The tests' environment, not the process's: MOOR_HEAP_TRIM=0 in it must not skip them. */
 const env = {};
@@ -23,11 +24,6 @@ async function fullGc(): Promise<void> {
   } finally {
     s.disconnect();
   }
-}
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await sleep(10)) if (cond()) return true;
-  return cond();
 }
 
 const rss = (): number => process.memoryUsage.rss();
@@ -53,7 +49,7 @@ it('a major GC is followed by a trim that hands the freed heap pages back', { sk
   const trims: Array<{ s: number; released: boolean }> = [];
   await withTrimmer({ env, minIntervalMs: 300, onTrim: (s, released) => trims.push({ s, released }) }, async (trimmer) => {
     await fullGc(); // nothing left to collect: only the trim can lower RSS now
-    assert.ok(await until(() => trimmer.trims() > 0, 2000), 'a trim followed the GC');
+    await until(() => trimmer.trims() > 0, 2000, 'a trim after the GC', 10);
     const freed = held - rss();
     assert.ok(freed > 30e6, `RSS fell by ${(freed / 1e6).toFixed(1)} MB of the ~60 MB freed`);
     assert.equal(bufs.length, 4000);
@@ -65,11 +61,11 @@ it('a major GC is followed by a trim that hands the freed heap pages back', { sk
 it('trims at most once per interval: a GC inside it gets its trim when it ends', { skip: !onGlibc }, async () => {
   await withTrimmer({ env, minIntervalMs: 600 }, async (trimmer) => {
     await fullGc();
-    assert.ok(await until(() => trimmer.trims() === 1, 2000), 'the first GC is trimmed at once');
+    await until(() => trimmer.trims() === 1, 2000, 'the first GC to be trimmed at once', 10);
     await fullGc();
     await sleep(150);
     assert.equal(trimmer.trims(), 1, 'not again within the interval');
-    assert.ok(await until(() => trimmer.trims() === 2, 2000), 'but once it has passed');
+    await until(() => trimmer.trims() === 2, 2000, 'a trim once the interval has passed', 10);
   });
 });
 
@@ -88,7 +84,7 @@ it('waits while the event loop is busy (a broadcast, a storm) and trims once it 
       spin();
     });
     assert.equal(trimmer.trims(), 0, 'no trim while the loop was busy');
-    assert.ok(await until(() => trimmer.trims() === 1, 2000), 'the trim once it is calm');
+    await until(() => trimmer.trims() === 1, 2000, 'the trim once the loop is calm', 10);
   });
 });
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort as freePairedPort } from './ports';
+import { until } from './until';
 
 const run = promisify(execFile);
 
@@ -34,13 +35,9 @@ async function cli(port: number, ...args: string[]): Promise<string> {
   return stdout;
 }
 
-async function until(what: string, ms: number, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await probe().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** `probe` answered true within `ms`; a probe that throws (the server still starting) counts as false. */
+function ready(what: string, ms: number, probe: () => Promise<boolean>): Promise<void> {
+  return until(() => probe().catch(() => false), ms, what, 50);
 }
 
 export interface RedisServer {
@@ -109,7 +106,7 @@ async function startOn(port: number, opts: StartOptions): Promise<RedisServer> {
     exited.catch(() => {});
     try {
       await Promise.race([
-        until(`redis-server on port ${port}`, 10_000, async () => (await cli(port, 'ping')).trim() === 'PONG'),
+        ready(`redis-server on port ${port}`, 10_000, async () => (await cli(port, 'ping')).trim() === 'PONG'),
         exited,
       ]);
     } catch (err) {
@@ -178,7 +175,7 @@ export async function startCluster(masters = 3): Promise<RedisCluster> {
     );
     // Every node must agree the slots are covered before clients can rely on it.
     for (const port of ports) {
-      await until(`cluster_state:ok on ${port}`, 15_000, async () =>
+      await ready(`cluster_state:ok on ${port}`, 15_000, async () =>
         (await cli(port, 'cluster', 'info')).includes('cluster_state:ok'),
       );
     }
