@@ -64,7 +64,8 @@ describe('SIGTERM drain', () => {
     // Meanwhile: not ready, no new devices, but the API still stores pushes.
     const ready = await gw.api('GET', '/readyz', undefined, null);
     assert.equal(ready.status, 503);
-    assert.ok(ready.body.reasons.includes('draining'));
+    assert.equal(ready.body.error.code, 'NOT_READY');
+    assert.match(ready.body.error.message, /draining/);
     await assert.rejects(open(gw, 'ws'), 'the WebSocket listener is closed');
     const push = await gw.api('POST', '/v1/push', { device_id: 'drain-0', body: 'during the drain' }, API_KEY);
     assert.equal(push.status, 202);

@@ -199,8 +199,9 @@ export function startApi(app: TemplatedApp, backend: ApiBackend, opts: ApiOption
   get('/readyz', 'readyz', async (x) => {
       const r = await backend.ready();
       if (r.ok) return replyJson(x, 200, { ok: true, reasons: [] });
+      // api.md's error shape and nothing else; the reasons are in the message.
       const message = r.reasons.length > 0 ? `not ready: ${r.reasons.join('; ')}` : 'not ready';
-      replyJson(x, 503, { ok: false, reasons: r.reasons, error: { code: 'NOT_READY', message } }, [
+      replyJson(x, 503, { error: { code: 'NOT_READY', message } }, [
         ['Retry-After', String(READY_RETRY_AFTER_S)],
       ]);
     });
