@@ -285,6 +285,17 @@ describe('key files', () => {
     assert.match(issueFor(issuesOf({ args: [`--auth.jwt_public_key=${missing}`] }), 'auth.jwt_public_key').message, /cannot read/);
   });
 
+  test('auth.jwt_public_key also takes the PEM text itself, from the environment or a file', () => {
+    const dir = tmpDir();
+    const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const pem = ec.publicKey.export({ type: 'spki', format: 'pem' }) as string;
+    assert.equal(load({ env: { MOOR_AUTH_JWT_PUBLIC_KEY: pem } }).config.auth.jwt_public_key, pem, 'not taken for a path');
+    const file = writeFile(dir, 'moor.toml', `[auth]\njwt_public_key = """\n${pem}"""\n`);
+    assert.equal(load({ file }).config.auth.jwt_public_key, pem, 'not resolved against the file directory');
+    const priv = ec.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    assert.match(issueFor(issuesOf({ env: { MOOR_AUTH_JWT_PUBLIC_KEY: priv } }), 'auth.jwt_public_key').message, /^the PEM text is a private key/);
+  });
+
   test('tls.cert and tls.key must be a readable, matching pair', () => {
     const dir = tmpDir();
     const cert = path.join(dir, 'cert.pem');

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
+import { isPemText } from '../util/pem';
 import { ConfigError, type ConfigIssue, readFailure, suggestion } from './errors';
 import { type AnySpec, CONFIG_KEYS, type ConfigKey, defaults, envName, setKey, specOf } from './schema';
 import type { Config } from './types';
@@ -66,7 +67,7 @@ export function loadConfig(opts: LoadOptions): Config {
       continue;
     }
     let value = result.value;
-    if (spec.path && typeof value === 'string' && value !== '') value = path.resolve(e.baseDir, value);
+    if (spec.path && typeof value === 'string' && value !== '' && !isPemText(value)) value = path.resolve(e.baseDir, value);
     setKey(config, e.key, value);
     sources.set(e.key, e.source);
     bad.delete(e.key);

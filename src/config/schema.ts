@@ -102,7 +102,7 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
   },
   'auth.jwt_public_key': {
     kind: 'string', path: true, default: '',
-    doc: 'PEM EC P-256 public key file: device tokens are verified as ES256',
+    doc: 'EC P-256 public key, a PEM file or the PEM text itself: device tokens are verified as ES256',
   },
   'store.kind': { kind: 'enum', values: ['embedded', 'redis'], default: 'embedded', doc: 'inbox and presence engine' },
   'store.path': {

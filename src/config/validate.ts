@@ -9,6 +9,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { parseRedisUrl } from '../store/redis-url';
 import { ticketKeysFileProblem } from '../tls/ticket-keys';
+import { isPemText } from '../util/pem';
 import { readFailure } from './errors';
 import type { ConfigKey } from './schema';
 import type { Config } from './types';
@@ -163,24 +164,26 @@ function checkAuth(ctx: CheckContext): void {
     ctx.warn('auth.jwt_secret is shorter than 32 bytes: HS256 tokens signed with it can be brute-forced');
   }
   if (!ctx.ok('auth.jwt_public_key') || jwt_public_key === '') return;
-  const pem = readText(ctx, 'auth.jwt_public_key', jwt_public_key);
+  const inline = isPemText(jwt_public_key);
+  const pem = inline ? jwt_public_key : readText(ctx, 'auth.jwt_public_key', jwt_public_key);
   if (pem === undefined) return;
+  const name = inline ? 'the PEM text' : jwt_public_key;
   const pubout = 'openssl ec -in private.pem -pubout -out public.pem';
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
-    ctx.error('auth.jwt_public_key', `${jwt_public_key} is a private key; the gateway needs only the public key`, pubout);
+    ctx.error('auth.jwt_public_key', `${name} is a private key; the gateway needs only the public key`, pubout);
     return;
   }
   let keyObject: crypto.KeyObject;
   try {
     keyObject = crypto.createPublicKey(pem);
   } catch (err) {
-    ctx.error('auth.jwt_public_key', `${jwt_public_key} is not a PEM public key: ${(err as Error).message}`, pubout);
+    ctx.error('auth.jwt_public_key', `${name} is not a PEM public key: ${(err as Error).message}`, pubout);
     return;
   }
   const curve = keyObject.asymmetricKeyDetails?.namedCurve;
   if (keyObject.asymmetricKeyType !== 'ec' || curve !== 'prime256v1') {
     const got = keyObject.asymmetricKeyType === 'ec' ? `an EC key on ${curve}` : `a ${keyObject.asymmetricKeyType} key`;
-    ctx.error('auth.jwt_public_key', `ES256 needs an EC P-256 key, ${jwt_public_key} is ${got}`, 'openssl ecparam -name prime256v1 -genkey');
+    ctx.error('auth.jwt_public_key', `ES256 needs an EC P-256 key, ${name} is ${got}`, 'openssl ecparam -name prime256v1 -genkey');
   }
 }
 

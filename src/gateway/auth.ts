@@ -7,6 +7,7 @@
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { importSPKI, type JWTPayload, jwtVerify, type KeyLike } from 'jose';
+import { isPemText } from '../util/pem';
 
 export interface DeviceClaims {
   app: string;
@@ -30,7 +31,7 @@ export class TokenVerifier {
     const hmac = opts.jwtSecret ? createSecretKey(Buffer.from(opts.jwtSecret, 'utf8')) : null;
     let ec: KeyLike | null = null;
     if (opts.jwtPublicKey) {
-      const pem = opts.jwtPublicKey.includes('-----BEGIN') ? opts.jwtPublicKey : readFileSync(opts.jwtPublicKey, 'utf8');
+      const pem = isPemText(opts.jwtPublicKey) ? opts.jwtPublicKey : readFileSync(opts.jwtPublicKey, 'utf8');
       ec = await importSPKI(pem, 'ES256');
     }
     if (!hmac && !ec) throw new Error('auth: neither auth.jwt_secret nor auth.jwt_public_key is set');
