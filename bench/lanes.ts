@@ -49,6 +49,7 @@ import { freePort } from '../src/util/ports';
 import { type Block, lanesChart, type Point, type Series } from './lanes/chart';
 import { apiRequest } from './lanes/http';
 import type { LoadSpec, LoadStats, ToLoad } from './lanes/load';
+import { RunWait, Steal } from './lanes/sched';
 import { type Client, connectAll, startClient } from './lib/client-pool';
 import { killAll, own, readRss, sleep } from './lib/procs';
 import { type Server, startGateway } from './lib/servers';
@@ -85,6 +86,8 @@ interface Options {
   slow: boolean;
   /** Write CPU profiles of the gateway's processes into this directory. */
   prof: string;
+  /** Write every probe's latency (phase, seconds since start, ms) as JSON to this file. */
+  samples: string;
   /** Extra `moor serve` flags (--gateway-arg=--lanes.turn_sends=256, repeatable). */
   gatewayArgs: string[];
   /** What runs in the load phase (to take the load apart). */
@@ -99,7 +102,7 @@ const USAGE = `usage: npm run bench -- lanes [--quick] [--compare] [--no-slow] [
   [--broadcast-per-s=10] [--broadcast-body=1024] [--slow-phase-s=20] [--slow-broadcast-per-s=10] [--slow-broadcast-body=1024]
   [--flood-concurrency=8] [--flood-per-s=2000] [--flood-durable=true] [--probe-durable=true]
   [--key-rate=200] [--key-queue=2000] [--max-buffered=65536] [--slow-ms=8000] [--workers=1] [--load=both|broadcast|flood]
-  [--prof=DIR] [--gateway-arg=--section.key=value ...] [--timeout-s=600] [--seed=1]`;
+  [--prof=DIR] [--samples=FILE] [--gateway-arg=--section.key=value ...] [--timeout-s=600] [--seed=1]`;
 
 const INTS: Record<string, keyof Options> = {
   devices: 'devices',
@@ -130,7 +133,7 @@ function parseArgs(argv: string[]): Options {
   const o: Options = {
     devices: 6000, perClient: 2000, firstHost: 40, probes: 20, probeRate: 50, cycles: 6, blockS: 4, settleS: 1, slowPhaseS: 20,
     broadcastPerS: 10, broadcastBody: 1024, slowBroadcastPerS: 10, slowBroadcastBody: 1024, floodConcurrency: 8, floodPerS: 2000, floodDurable: true, probeDurable: true, keyRate: 200, keyQueue: 2000,
-    maxBuffered: 65_536, slowMs: 8_000, workers: 1, compare: false, slow: true, prof: '', gatewayArgs: [], load: 'both', timeoutS: 600, seed: 1,
+    maxBuffered: 65_536, slowMs: 8_000, workers: 1, compare: false, slow: true, prof: '', samples: '', gatewayArgs: [], load: 'both', timeoutS: 600, seed: 1,
   };
   if (argv.includes('--quick')) Object.assign(o, { devices: 1500, perClient: 500, cycles: 4, blockS: 2, slowPhaseS: 15 });
   for (const a of argv) {
@@ -143,6 +146,7 @@ function parseArgs(argv: string[]): Options {
     else if (k === 'compare' && v === undefined) o.compare = true;
     else if (k === 'no-slow' && v === undefined) o.slow = false;
     else if (k === 'prof' && v) o.prof = path.resolve(v);
+    else if (k === 'samples' && v) o.samples = path.resolve(v);
     else if (k === 'gateway-arg' && v?.startsWith('--')) o.gatewayArgs.push(v);
     else if (k === 'flood-durable' && (v === 'true' || v === 'false')) o.floodDurable = v === 'true';
     else if (k === 'probe-durable' && (v === 'true' || v === 'false')) o.probeDurable = v === 'true';
@@ -354,6 +358,8 @@ interface Run {
   storeHigh: Record<string, Record<string, number>>;
   /** Percent of each phase's time some task waited for I/O (/proc/pressure/io; 0 without PSI). */
   ioStall: { idle: number; load: number };
+  /** ms per second the gateway's worker and this process waited for a CPU (run queue), per phase. */
+  runWait: Record<'idle' | 'load', { worker: number; worker_main: number; bench: number; steal_pct: number }>;
   slow: Record<string, number> | null;
   series: Series[];
   blocks: Block[];
@@ -420,11 +426,15 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
     { us: 0, ms: 0 },
     { us: 0, ms: 0 },
   ];
+  // Time runnable but not running, per phase: the share of a tail that is a CPU queue.
+  const waits = [0, 1].map(() => ({ worker: new RunWait(() => [server.pid]), main: new RunWait(() => [server.pid], true), bench: new RunWait(() => [process.pid]), steal: new Steal() }));
   const block = async (phase: number, color: string) => {
     const before = (await request(apiPort, 'GET', '/metrics')).text;
     const start = now();
     const io0 = ioStallUs();
+    for (const w of Object.values(waits[phase])) w.begin();
     await probes.run(phase, o.probeRate, o.blockS * 1000);
+    for (const w of Object.values(waits[phase])) w.end();
     const io1 = ioStallUs();
     if (io0 !== null && io1 !== null) {
       io[phase].us += io1 - io0;
@@ -458,6 +468,9 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   log(`${label} load: ${loadStats.broadcasts} broadcasts to ${loadStats.broadcastOnline} devices (202 after ${bms.p50} ms p50), flood ${JSON.stringify(loadStats.flood)}`);
   const laneHigh = { idle: stages[0].lane.report(), load: stages[1].lane.report() };
   const storeHigh = { idle: stages[0].store.report(), load: stages[1].store.report() };
+  const wait = (w: (typeof waits)[number]) => ({ worker: w.worker.msPerS(), worker_main: w.main.msPerS(), bench: w.bench.msPerS(), steal_pct: w.steal.percent() });
+  const runWait = { idle: wait(waits[0]), load: wait(waits[1]) };
+  log(`${label} waited for a CPU (ms per s): idle ${JSON.stringify(runWait.idle)}, load ${JSON.stringify(runWait.load)}`);
   log(`${label} high-priority store writes (share within 1/2/5/10/25 ms): idle ${JSON.stringify(storeHigh.idle)}, load ${JSON.stringify(storeHigh.load)}`);
 
   let slow: Record<string, number> | null = null;
@@ -501,7 +514,7 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   const pct = (x: { us: number; ms: number }) => +stallPercent(x.us, x.ms).toFixed(2);
   const ioStall = { idle: pct(io[0]), load: pct(io[1]) };
   log(`${label} I/O stall (% of the time some task waited for I/O): idle ${ioStall.idle}, load ${ioStall.load}`);
-  return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, storeHigh, ioStall, slow, series, blocks, rss };
+  return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, storeHigh, ioStall, runWait, slow, series, blocks, rss };
 }
 
 async function main(): Promise<void> {
@@ -522,6 +535,7 @@ async function main(): Promise<void> {
   const svg = path.join(outDir, 'lanes.svg');
   const title = `bench lanes: ${o.devices} devices, ${o.workers} worker(s): high-priority p99 ${run.idle.p99} ms idle, ${run.load.p99} ms under broadcast + flood (${run.ratio.toFixed(2)}x)`;
   writeFileSync(svg, lanesChart(title, run.series, run.blocks, run.rss));
+  if (o.samples) writeFileSync(o.samples, JSON.stringify({ blocks: run.blocks, series: run.series }));
   log(`chart: ${svg}`);
   const s = run.loadStats;
   const line = {
@@ -546,6 +560,7 @@ async function main(): Promise<void> {
     lane_wait_high: run.laneHigh,
     store_write_high: run.storeHigh,
     io_stall_pct: run.ioStall,
+    run_wait_ms_per_s: run.runWait,
     slow: run.slow,
     compare: compare ? { idle: compare.idle, load: compare.load, p99_ratio: Math.round(compare.ratio * 100) / 100, lane_wait_high: compare.laneHigh, store_write_high: compare.storeHigh, broadcasts: compare.loadStats.broadcasts, flood: compare.loadStats.flood } : null,
     chart: 'bench/out/lanes.svg',
