@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { MoorClient } from '../src/client';
-import { FrameType, GoAwayReason } from '../src/protocol/constants';
+import { ErrorCode, FrameType, GoAwayReason } from '../src/protocol/constants';
 import { moor } from '../src/protocol/generated/moor';
 import { connect, type Device, expectFrame, open } from './helpers/device';
 import { API_KEY, freePort, startGateway } from './helpers/gateway';
@@ -32,6 +32,21 @@ describe('SIGTERM drain', () => {
     for (const d of devices) assert.equal(moor.v1.GoAway.decode(await expectFrame(d.conn, FrameType.GOAWAY, 3_000)).reason, GoAwayReason.DRAINING);
     assert.equal(await gw.stop(), 0);
     assert.ok(gw.logs.some((l) => l.msg === 'SIGTERM ignored: the primary drains the workers (send it to the primary)'));
+  });
+
+  test('a connection still waiting for its HELLO when the drain begins gets ERROR OVERLOADED with a 5-10 s retry, no device connected', async () => {
+    const gw = await startGateway(['--drain.window_ms=1000', '--drain.grace_ms=300']);
+    // Transport ready (upgraded; preface sent), no HELLO yet: the workers hold no session.
+    const pending = [await open(gw, 'ws'), await open(gw, 'tcp')];
+    await sleep(100);
+    gw.proc.kill('SIGTERM');
+    for (const conn of pending) {
+      const err = moor.v1.Error.decode(await expectFrame(conn, FrameType.ERROR, 3_000));
+      assert.equal(err.code, ErrorCode.OVERLOADED);
+      assert.ok(err.retryAfterMs >= 5_000 && err.retryAfterMs < 10_000, `retry_after_ms ${err.retryAfterMs}`);
+      await conn.closed(3_000);
+    }
+    assert.equal(await gw.stop(), 0);
   });
 
   test('GOAWAY reconnect_after_ms is spread evenly over the window; stragglers are closed after window + grace; exit 0', async () => {

@@ -56,7 +56,9 @@ export async function drainSessions(gw: Gateway, windowMs: number, graceMs: numb
   const told = new Set<Session>();
   await goAway(gw, [...gw.hub.byDevice.values()], windowMs, told);
   let secondPass = false;
-  while (gw.hub.size > 0 && Date.now() < deadline) {
+  // Handshakes under way count too: one that passed its checks just before the drain
+  // becomes a session (and gets GOAWAY from the second pass); the rest are refused.
+  while ((gw.hub.size > 0 || gw.handshakes > 0) && Date.now() < deadline) {
     await sleep(POLL_MS);
     const elapsed = Date.now() - start;
     if (!secondPass && elapsed >= SECOND_PASS_MS) {

@@ -126,8 +126,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
         // Shutdown: not ready and no new session, at once. Rolling restart: connections the
         // listeners had already accepted still finish their handshake (drain's second pass
         // sends them GOAWAY) instead of being turned away with a long Retry-After.
-        if (msg.mode === 'roll') setTimeout(() => (gw.draining = true), ADMIT_AFTER_CLOSE_MS).unref();
-        else gw.draining = true;
+        if (msg.mode === 'roll') setTimeout(() => gw.startDraining(), ADMIT_AFTER_CLOSE_MS).unref();
+        else gw.startDraining();
         // In a rolling restart the other workers answer the API; on shutdown this one
         // keeps accepting pushes (stored for the devices that left) until it exits.
         if (msg.mode === 'roll') api.close();

@@ -36,7 +36,10 @@ export class Gateway implements MeshHandler {
   readonly flow: Flow;
   /** Set by the WebSocket transport: publishes a frame to a topic's WS subscribers. */
   publish: (topic: string, frame: Uint8Array) => number = () => 0;
+  /** Set by startDraining: HELLOs from now on are refused with OVERLOADED. */
   draining = false;
+  /** Connections not yet OPEN (preface, HELLO or its checks under way): a drain refuses them. */
+  private readonly handshaking = new Set<Session>();
   private nextSid = 1;
   private readonly sidPrefix: string;
   /** Presence changes per shard, flushed once per tick so a reconnect storm batches. */
@@ -90,7 +93,32 @@ export class Gateway implements MeshHandler {
     s.conn = conn;
     s.lastSeen = now;
     this.wheel.schedule(s, now + this.deps.config.limits.handshake_timeout_ms);
+    this.handshaking.add(s);
     this.deps.metrics.connOpened(s.transport.kind);
+  }
+
+  /** retry_after_ms for a session refused by a drain: 5-10 s, jittered, so the refused do not come back together. */
+  drainRetryMs(): number {
+    return 5_000 + Math.floor(Math.random() * 5_000);
+  }
+
+  /** Handshakes under way (connections not yet OPEN). */
+  get handshakes(): number {
+    return this.handshaking.size;
+  }
+
+  /**
+   * The drain begins: no new session. A connection still waiting for its HELLO is told
+   * ERROR OVERLOADED with a jittered retry now, rather than dropped when the worker exits;
+   * one still sending its TCP preface is closed (no frame before the preface, protocol.md
+   * §1). A HELLO whose checks are under way is refused when they finish (handlers.ts).
+   */
+  startDraining(): void {
+    this.draining = true;
+    for (const s of [...this.handshaking]) {
+      if (s.state === SessionState.PREFACE) this.drop(s);
+      else if (s.state === SessionState.HANDSHAKE) this.fail(s, ErrorCode.OVERLOADED, 'the gateway is draining', this.drainRetryMs());
+    }
   }
 
   /** Send a frame, counting it. */
@@ -132,6 +160,7 @@ export class Gateway implements MeshHandler {
     if (s.state === SessionState.CLOSED) return;
     s.state = SessionState.CLOSED;
     this.wheel.cancel(s);
+    this.handshaking.delete(s);
     if (s.waiter) {
       const w = s.waiter;
       s.waiter = null;
@@ -191,6 +220,7 @@ export class Gateway implements MeshHandler {
    * Resolves once the directory shard has the entry (or could not be reached).
    */
   register(s: Session): Promise<void> {
+    this.handshaking.delete(s);
     const displaced = this.hub.add(s);
     if (displaced) this.fail(displaced, ErrorCode.REPLACED, 'the device connected again');
     return new Promise((resolve) => this.presence(1, s, resolve));

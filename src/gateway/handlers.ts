@@ -48,7 +48,7 @@ async function authenticate(gw: Gateway, s: Session, hello: moor.v1.Hello): Prom
     throw err;
   }
   if (s.state !== SessionState.AUTHENTICATING) return;
-  if (gw.draining) return gw.fail(s, ErrorCode.OVERLOADED, 'the gateway is draining', 5_000 + Math.floor(Math.random() * 5_000));
+  if (gw.draining) return gw.fail(s, ErrorCode.OVERLOADED, 'the gateway is draining', gw.drainRetryMs());
   const now = Date.now();
   // The network is needed only here (device record, heartbeat class): not kept on the session.
   const netKind = hello.network?.kind ?? 0;
