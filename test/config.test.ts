@@ -8,6 +8,7 @@ import { after, describe, test } from 'node:test';
 import { ConfigError, type ConfigIssue, didYouMean, editDistance } from '../src/config/errors';
 import { type LoadOptions, loadConfig } from '../src/config/load';
 import { CONFIG_KEYS, defaults, envName, reloadPlan } from '../src/config/schema';
+import { hostPort } from '../src/config/hosts';
 import { readSecrets, resolveSecrets } from '../src/config/secrets';
 import { hostProblem } from '../src/config/validate';
 import { parseDuration } from '../src/util/duration';
@@ -263,6 +264,17 @@ describe('hosts', () => {
     for (const bad of ['256.0.0.1', '1.2.3', '1..2.3', 'a b', '-lead.example', 'trail-.example', 'x'.repeat(64), 'http://h', 'h:80', '[1.2.3.4]', '']) {
       assert.notEqual(hostProblem(bad), null, bad);
     }
+  });
+  test('node.advertise unset: a device listener bound to one address is what devices are told to dial', () => {
+    const { config: wild } = load({ args: [] });
+    assert.notEqual(wild.node.advertise, '0.0.0.0', 'wildcard listeners: the first non-loopback address');
+    assert.equal(load({ args: ['--ws.host=127.0.0.1', '--tcp.host=127.0.0.1'] }).config.node.advertise, '127.0.0.1');
+    assert.equal(load({ args: ['--tcp.host=10.1.2.3'] }).config.node.advertise, '10.1.2.3', 'WebSocket on every address, TCP on one');
+    assert.equal(load({ args: ['--tcp.host=10.1.2.3', '--tcp.port=0'] }).config.node.advertise, wild.node.advertise, 'TCP off');
+    assert.equal(load({ args: ['--ws.host=[::1]'] }).config.node.advertise, '::1');
+    assert.equal(load({ args: ['--ws.host=127.0.0.1', '--node.advertise=gw-1.example.com'] }).config.node.advertise, 'gw-1.example.com', 'set: kept');
+    assert.equal(hostPort('::1', 8082), '[::1]:8082');
+    assert.equal(hostPort('gw-1.example.com', 7070), 'gw-1.example.com:7070');
   });
 });
 

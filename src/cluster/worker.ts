@@ -4,6 +4,7 @@
  * the HTTP API, its directory shard and its mesh links.
  */
 import { createApiServer } from '../api/server';
+import { hostPort } from '../config/hosts';
 import type { Config } from '../config/types';
 import { TokenVerifier } from '../gateway/auth';
 import { WorkerBackend } from '../gateway/backend';
@@ -54,7 +55,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     workerIndex: index,
     workerCount: config.workers,
     meshDir: spec.meshDir,
-    resumeEndpoints: [`${advertise}:${spec.resumePorts[index]}`, config.tcp.port ? `${advertise}:${config.tcp.port}` : ''],
+    resumeEndpoints: [hostPort(advertise, spec.resumePorts[index]), config.tcp.port ? hostPort(advertise, config.tcp.port) : ''],
     fleet,
   });
   await gw.start();

@@ -12,6 +12,7 @@
  * its cx (`topic()`); cx 0 keeps the plain keys.
  */
 
+import { hostPort } from '../config/hosts';
 import { type PushTemplate, pushPayload } from '../gateway/frames';
 import type { Gateway } from '../gateway/gateway';
 import type { Session } from '../gateway/session';
@@ -386,8 +387,4 @@ export class GatewayCompression {
 export function variantKey(key: string, cx: number): string {
   // Plain keys start with 't:' or are '*': a 'z' prefix cannot collide with them.
   return cx === 0 ? key : `z${cx}:${key}`;
-}
-
-function hostPort(host: string, port: number): string {
-  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { isPemText } from '../util/pem';
 import { ConfigError, type ConfigIssue, readFailure, suggestion } from './errors';
+import { isWildcardHost } from './hosts';
 import { type AnySpec, CONFIG_KEYS, type ConfigKey, defaults, envName, setKey, specOf } from './schema';
 import type { Config } from './types';
 import { checkConfig } from './validate';
@@ -71,6 +72,13 @@ export function loadConfig(opts: LoadOptions): Config {
     setKey(config, e.key, value);
     sources.set(e.key, e.source);
     bad.delete(e.key);
+  }
+
+  // node.advertise unset and a device listener bound to one address: devices can reach
+  // the node only there, so WELCOME.resume_endpoint and dict_url name it.
+  if (!sources.has('node.advertise')) {
+    const bound = [config.ws.host, config.tcp.port !== 0 ? config.tcp.host : ''].find((h) => h !== '' && !isWildcardHost(h));
+    if (bound !== undefined) setKey(config, 'node.advertise', bound.replace(/^\[(.*)\]$/, '$1'));
   }
 
   checkConfig({

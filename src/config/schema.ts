@@ -115,7 +115,7 @@ export const SCHEMA: { readonly [K in ConfigKey]: KeySpec<ConfigValue<K>> } = {
     doc: "this node's name in the fleet",
   },
   'node.advertise': {
-    kind: 'string', nonEmpty: true, default: () => firstIPv4(), defaultText: 'first non-loopback IPv4',
+    kind: 'string', nonEmpty: true, default: () => firstIPv4(), defaultText: 'ws.host or tcp.host when bound to one address, else the first non-loopback IPv4',
     doc: 'host other parties (devices resuming, peers) should dial',
   },
   'upstream.url': { kind: 'string', default: '', doc: 'http(s) URL device REQUESTs are POSTed to; unset = 501' },

@@ -11,6 +11,7 @@ import { parseRedisUrl } from '../store/redis-url';
 import { ticketKeysFileProblem } from '../tls/ticket-keys';
 import { isPemText } from '../util/pem';
 import { readFailure } from './errors';
+import { isWildcardHost } from './hosts';
 import type { ConfigKey } from './schema';
 import type { Config } from './types';
 
@@ -105,8 +106,7 @@ function checkListeners(ctx: CheckContext): void {
 }
 
 function overlap(a: { host: string; lo: number; hi: number }, b: { host: string; lo: number; hi: number }): boolean {
-  const wild = (h: string) => h === '0.0.0.0' || h === '::' || h === '[::]';
-  const sameHost = a.host === b.host || wild(a.host) || wild(b.host);
+  const sameHost = a.host === b.host || isWildcardHost(a.host) || isWildcardHost(b.host);
   return sameHost && a.lo <= b.hi && b.lo <= a.hi;
 }
 
