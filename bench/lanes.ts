@@ -49,12 +49,11 @@ import { freePort } from '../src/util/ports';
 import { type Block, lanesChart, type Point, type Series } from './lanes/chart';
 import { apiRequest } from './lanes/http';
 import type { LoadSpec, LoadStats, ToLoad } from './lanes/load';
-import { RunWait, Steal } from './lanes/sched';
+import { PhaseCounters } from './lanes/sched';
 import { type Client, connectAll, startClient } from './lib/client-pool';
 import { killAll, own, readRss, sleep } from './lib/procs';
 import { type Server, startGateway } from './lib/servers';
 import { mintToken } from './lib/ws-wire';
-import { ioStallUs, stallPercent } from './soak/sampler';
 import { type Summary, summarize } from './soak/stats';
 
 interface Options {
@@ -420,26 +419,15 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   // (moor_push_store_seconds) and how long they waited for the high lane, from /metrics
   // read before and after each block (the probes are the only high-priority pushes).
   const stages = [new StageHists(), new StageHists()];
-  // The machine's I/O stall per phase (/proc/pressure/io): durable probes wait for fsyncs,
-  // so a disk slow during one phase moves that phase's p99, and with it the ratio.
-  const io = [
-    { us: 0, ms: 0 },
-    { us: 0, ms: 0 },
-  ];
-  // Time runnable but not running, per phase: the share of a tail that is a CPU queue.
-  const waits = [0, 1].map(() => ({ worker: new RunWait(() => [server.pid]), main: new RunWait(() => [server.pid], true), bench: new RunWait(() => [process.pid]), steal: new Steal() }));
+  // The machine per phase: the I/O stall (durable probes wait for fsyncs, so a disk slow
+  // during one phase moves that phase's p99, and with it the ratio), CPU queues and steal.
+  const machine = [new PhaseCounters(server.pid), new PhaseCounters(server.pid)];
   const block = async (phase: number, color: string) => {
     const before = (await request(apiPort, 'GET', '/metrics')).text;
     const start = now();
-    const io0 = ioStallUs();
-    for (const w of Object.values(waits[phase])) w.begin();
+    machine[phase].begin();
     await probes.run(phase, o.probeRate, o.blockS * 1000);
-    for (const w of Object.values(waits[phase])) w.end();
-    const io1 = ioStallUs();
-    if (io0 !== null && io1 !== null) {
-      io[phase].us += io1 - io0;
-      io[phase].ms += (now() - start) * 1000;
-    }
+    machine[phase].end();
     blocks.push({ color, start, end: now() });
     stages[phase]?.add(before, (await request(apiPort, 'GET', '/metrics')).text);
   };
@@ -468,8 +456,7 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   log(`${label} load: ${loadStats.broadcasts} broadcasts to ${loadStats.broadcastOnline} devices (202 after ${bms.p50} ms p50), flood ${JSON.stringify(loadStats.flood)}`);
   const laneHigh = { idle: stages[0].lane.report(), load: stages[1].lane.report() };
   const storeHigh = { idle: stages[0].store.report(), load: stages[1].store.report() };
-  const wait = (w: (typeof waits)[number]) => ({ worker: w.worker.msPerS(), worker_main: w.main.msPerS(), bench: w.bench.msPerS(), steal_pct: w.steal.percent() });
-  const runWait = { idle: wait(waits[0]), load: wait(waits[1]) };
+  const runWait = { idle: machine[0].runWait(), load: machine[1].runWait() };
   log(`${label} waited for a CPU (ms per s): idle ${JSON.stringify(runWait.idle)}, load ${JSON.stringify(runWait.load)}`);
   log(`${label} high-priority store writes (share within 1/2/5/10/25 ms): idle ${JSON.stringify(storeHigh.idle)}, load ${JSON.stringify(storeHigh.load)}`);
 
@@ -511,8 +498,7 @@ async function experiment(o: Options, label: string, extra: string[], withSlow: 
   probes.close();
   for (const c of clients) await c.stop();
   await server.stop();
-  const pct = (x: { us: number; ms: number }) => +stallPercent(x.us, x.ms).toFixed(2);
-  const ioStall = { idle: pct(io[0]), load: pct(io[1]) };
+  const ioStall = { idle: machine[0].ioStallPct(), load: machine[1].ioStallPct() };
   log(`${label} I/O stall (% of the time some task waited for I/O): idle ${ioStall.idle}, load ${ioStall.load}`);
   return { idle, load: loaded, ratio: loaded.p99 / idle.p99, lost: probes.lost, loadStats, laneHigh, storeHigh, ioStall, runWait, slow, series, blocks, rss };
 }

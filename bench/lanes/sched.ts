@@ -1,10 +1,12 @@
 /**
- * How long a process's threads waited in the kernel's run queue (runnable, not running),
- * from /proc/<pid>/task/<tid>/schedstat (second field, ns). Per phase this says how much
- * of a latency tail is waiting for a CPU rather than work: on a 2-core machine shared
- * with the load clients, the gateway and the bench's own probe loop both queue.
+ * What the machine did to the probes during each phase, from counters read around each
+ * measured block: how long processes waited runnable for a CPU (schedstat), the
+ * hypervisor's steal (/proc/stat) and the I/O stall (PSI). On a 2-core machine shared
+ * with the load clients, a latency tail is often a queue for a CPU or a stalled disk
+ * rather than work, and a virtual machine's vCPUs stop now and then.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { cpuJiffies, ioStallUs, stallPercent } from '../soak/sampler';
 
 /** Run-queue wait of `pid`'s main thread, or of all its threads, ns; null without schedstats. */
 export function runWaitNs(pid: number, mainOnly = false): number | null {
@@ -12,8 +14,7 @@ export function runWaitNs(pid: number, mainOnly = false): number | null {
   try {
     for (const tid of mainOnly ? [String(pid)] : readdirSync(`/proc/${pid}/task`)) {
       try {
-        const f = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
-        total += Number(f[1]);
+        total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
       } catch {} // a thread that just ended
     }
   } catch {
@@ -22,81 +23,67 @@ export function runWaitNs(pid: number, mainOnly = false): number | null {
   return total;
 }
 
-/** Accumulates run-queue wait of a set of processes over measured intervals. */
-export class RunWait {
-  private waitNs = 0;
-  private wallMs = 0;
-  private start: { ns: number | null; ms: number } | null = null;
+/** A counter's growth summed over measured intervals, with their wall time. */
+class Delta {
+  sum = 0;
+  wallMs = 0;
+  private start: { v: number | null; ms: number } | null = null;
 
-  constructor(
-    private readonly pids: () => number[],
-    private readonly mainOnly = false,
-  ) {}
-
-  private read(): number | null {
-    let sum = 0;
-    for (const pid of this.pids()) {
-      const ns = runWaitNs(pid, this.mainOnly);
-      if (ns === null) return null;
-      sum += ns;
-    }
-    return sum;
-  }
+  constructor(private readonly read: () => number | null) {}
 
   begin(): void {
-    this.start = { ns: this.read(), ms: performance.now() };
+    this.start = { v: this.read(), ms: performance.now() };
   }
 
   end(): void {
-    if (!this.start) return;
-    const ns = this.read();
-    if (ns !== null && this.start.ns !== null) {
-      this.waitNs += ns - this.start.ns;
+    const v = this.read();
+    if (this.start && v !== null && this.start.v !== null) {
+      this.sum += v - this.start.v;
       this.wallMs += performance.now() - this.start.ms;
     }
     this.start = null;
   }
-
-  /** Milliseconds spent waiting for a CPU per second of wall time (summed over threads). */
-  msPerS(): number {
-    return this.wallMs > 0 ? Math.round((this.waitNs / 1e6 / (this.wallMs / 1000)) * 10) / 10 : Number.NaN;
-  }
 }
 
-/** [steal, total] jiffies of the whole machine (/proc/stat), or null. */
-function stealJiffies(): [number, number] | null {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
-    return [f[7], f.reduce((a, b) => a + b, 0)];
-  } catch {
-    return null;
-  }
-}
+const r1 = (x: number): number => Math.round(x * 10) / 10;
 
-/**
- * The share of CPU time the hypervisor gave to someone else over measured intervals
- * (steal): a virtual machine's vCPUs stop now and then, and every probe in flight then
- * waits, idle phase or loaded.
- */
-export class Steal {
-  private steal = 0;
-  private total = 0;
-  private start: [number, number] | null = null;
+/** One phase's counters: begin/end around each of its blocks. */
+export class PhaseCounters {
+  private readonly worker: Delta;
+  private readonly main: Delta;
+  private readonly bench = new Delta(() => runWaitNs(process.pid));
+  private readonly steal = new Delta(() => cpuJiffies()?.[7] ?? null);
+  private readonly jiffies = new Delta(() => cpuJiffies()?.reduce((a, b) => a + b, 0) ?? null);
+  private readonly io = new Delta(ioStallUs);
+  private readonly all: Delta[];
+
+  constructor(workerPid: number) {
+    this.worker = new Delta(() => runWaitNs(workerPid));
+    this.main = new Delta(() => runWaitNs(workerPid, true));
+    this.all = [this.worker, this.main, this.bench, this.steal, this.jiffies, this.io];
+  }
 
   begin(): void {
-    this.start = stealJiffies();
+    for (const d of this.all) d.begin();
   }
 
   end(): void {
-    const now = stealJiffies();
-    if (now && this.start) {
-      this.steal += now[0] - this.start[0];
-      this.total += now[1] - this.start[1];
-    }
-    this.start = null;
+    for (const d of this.all) d.end();
   }
 
-  percent(): number {
-    return this.total > 0 ? Math.round((1000 * this.steal) / this.total) / 10 : 0;
+  /** ms per second of wall time the worker (all threads, main thread) and this process waited for a CPU; steal in %. */
+  runWait(): { worker: number; worker_main: number; bench: number; steal_pct: number } {
+    const msPerS = (d: Delta) => (d.wallMs > 0 ? r1(d.sum / 1e6 / (d.wallMs / 1000)) : Number.NaN);
+    return {
+      worker: msPerS(this.worker),
+      worker_main: msPerS(this.main),
+      bench: msPerS(this.bench),
+      steal_pct: this.jiffies.sum > 0 ? r1((100 * this.steal.sum) / this.jiffies.sum) : 0,
+    };
+  }
+
+  /** Percent of the phase's time some task waited for I/O (0 without PSI). */
+  ioStallPct(): number {
+    return +stallPercent(this.io.sum, this.io.wallMs).toFixed(2);
   }
 }

@@ -48,15 +48,21 @@ export interface Sample {
   kernel: KernelFigures;
 }
 
+/** The first eight fields of /proc/stat's cpu line (user nice system idle iowait irq softirq steal), jiffies; null off Linux. */
+export function cpuJiffies(): number[] | null {
+  try {
+    return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  } catch {
+    return null;
+  }
+}
+
 /** [busy, total] jiffies of all CPUs (/proc/stat). */
 function machineJiffies(): [number, number] {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-    return [total - f[3] - f[4], total];
-  } catch {
-    return [0, 0];
-  }
+  const f = cpuJiffies();
+  if (!f) return [0, 0];
+  const total = f.reduce((a, b) => a + b, 0);
+  return [total - f[3] - f[4], total];
 }
 
 function load1(): number {
