@@ -168,11 +168,19 @@ for (const t of TRANSPORTS) {
       await conn.closed(3000);
     });
 
-    it('no HELLO within the handshake timeout closes the connection', async () => {
+    it('no HELLO within the handshake timeout closes the connection, counted once as a timeout', async () => {
+      const handshakes = async () => {
+        const text = (await gw.api('GET', '/metrics')).body as string;
+        const n = (r: string) => Number(new RegExp(`^moor_handshakes_total\\{result="${r}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+        return { timeout: n('timeout'), protocolError: n('protocol_error') };
+      };
+      const before = await handshakes();
       const conn = await open(gw, t);
       const e = await expectError(conn, 3000);
       assert.equal(e.code, ErrorCode.PROTOCOL_ERROR);
       await conn.closed(3000);
+      const after = await handshakes();
+      assert.deepEqual({ timeout: after.timeout - before.timeout, protocolError: after.protocolError - before.protocolError }, { timeout: 1, protocolError: 0 });
     });
 
     it('bad input leaves other sessions untouched', async () => {

@@ -1,6 +1,7 @@
 /** What a worker's gateway is built from; assembled in src/cluster/worker.ts. */
 import type { Logger } from 'pino';
 import type { Config } from '../config/types';
+import type { HandshakeResult } from '../metrics/registry';
 import type { Store } from '../store/store';
 import type { TokenVerifier } from './auth';
 import type { Fleet } from './fleet';
@@ -9,7 +10,7 @@ import type { Fleet } from './fleet';
 export interface GatewayMetrics {
   connOpened(transport: number): void;
   connClosed(transport: number): void;
-  handshake(result: 'ok' | 'auth_failed' | 'protocol_error' | 'timeout' | 'internal' | 'overloaded'): void;
+  handshake(result: HandshakeResult): void;
   frameIn(type: number, bytes: number): void;
   frameOut(type: number, bytes: number): void;
   pushesAccepted(n: number): void;

@@ -9,6 +9,7 @@ import { Flow } from '../flow/flow';
 import { Directory } from '../mesh/directory';
 import { Mesh, type MeshHandler, type MeshMessage, type MeshReply } from '../mesh/mesh';
 import { Op, shardOf } from '../mesh/ops';
+import type { HandshakeResult } from '../metrics/registry';
 import { DEVICE_TO_GATEWAY, ErrorCode, type ErrorCodeValue, FLAG_CODEC_MASK, FRAME_TYPE_NAMES, FrameType } from '../protocol/constants';
 import { headerSize } from '../protocol/encoder';
 import { deliverLocal, fanoutLocal } from './delivery';
@@ -129,13 +130,14 @@ export class Gateway implements MeshHandler {
     return r;
   }
 
-  /** Answer with ERROR `code` and close (protocol.md: the server closes right after it). */
-  fail(s: Session, code: ErrorCodeValue, message: string, retryAfterMs = 0, wsCloseCode = 0): void {
+  /**
+   * Answer with ERROR `code` and close (protocol.md: the server closes right after it).
+   * Before WELCOME it also counts as the handshake's result, once (`outcome`).
+   */
+  fail(s: Session, code: ErrorCodeValue, message: string, retryAfterMs = 0, wsCloseCode = 0, outcome: HandshakeResult = handshakeOutcome(code)): void {
     if (s.state >= SessionState.CLOSING) return;
     this.deps.metrics.error(code);
-    if (s.state < SessionState.OPEN) {
-      this.deps.metrics.handshake(code === ErrorCode.AUTH_FAILED ? 'auth_failed' : code === ErrorCode.INTERNAL ? 'internal' : 'protocol_error');
-    }
+    if (s.state < SessionState.OPEN) this.deps.metrics.handshake(outcome);
     this.deps.log.debug({ device: s.deviceId || undefined, code, message }, 'session error');
     const frame = errorFrame(code, message, retryAfterMs);
     this.deps.metrics.frameOut(FrameType.ERROR, frame.length);
@@ -238,7 +240,6 @@ export class Gateway implements MeshHandler {
     } else if (s.state === SessionState.AUTHENTICATING) {
       // HELLO came in time but we could not finish it (store or token checks backed up):
       // that is our overload, so the device is told to come back later, spread out.
-      this.deps.metrics.handshake('overloaded');
       return this.fail(s, ErrorCode.OVERLOADED, 'the gateway is overloaded; retry later', 1_000 + Math.floor(Math.random() * 9_000));
     }
     // The wheel runs in the timers phase, before the poll phase reads sockets: after an
@@ -269,9 +270,11 @@ export class Gateway implements MeshHandler {
           break;
         case SessionState.PREFACE:
         case SessionState.HANDSHAKE:
-          this.deps.metrics.handshake('timeout');
-          if (s.state === SessionState.PREFACE) this.drop(s);
-          else this.fail(s, ErrorCode.PROTOCOL_ERROR, `no HELLO within ${handshake_timeout_ms} ms`);
+          if (s.state === SessionState.HANDSHAKE) this.fail(s, ErrorCode.PROTOCOL_ERROR, `no HELLO within ${handshake_timeout_ms} ms`, 0, 0, 'timeout');
+          else {
+            this.deps.metrics.handshake('timeout');
+            this.drop(s);
+          }
           break;
       }
     }
@@ -434,4 +437,12 @@ export class Gateway implements MeshHandler {
     }
     return online;
   }
+}
+
+/** A handshake refused with ERROR `code`, as moor_handshakes_total counts it. */
+function handshakeOutcome(code: ErrorCodeValue): HandshakeResult {
+  if (code === ErrorCode.AUTH_FAILED) return 'auth_failed';
+  if (code === ErrorCode.INTERNAL) return 'internal';
+  if (code === ErrorCode.OVERLOADED) return 'overloaded';
+  return 'protocol_error';
 }
